@@ -1,0 +1,62 @@
+"""Command line: `selfmoa run`, `selfmoa status`, `selfmoa config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from selfmoa import config as C
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="configs/cpu.yaml", help="YAML profile (default: configs/cpu.yaml)")
+    p.add_argument("--run-id", default=None, help="run folder name (default: <profile>-seed<seed>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.beta=0.2 (repeatable)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `selfmoa` command."""
+    parser = argparse.ArgumentParser(prog="selfmoa", description="Self-MOA study runner")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run", help="execute the study's notebooks with papermill (resumes)")
+    _common(p_run)
+    p_run.add_argument("--force", action="store_true", help="recompute stages even when complete")
+    p_run.add_argument("--kernel", default="selfmoa", help="Jupyter kernel name (default: selfmoa)")
+    p_run.add_argument("--log-output", action="store_true", help="stream notebook output")
+    p_status = sub.add_parser("status", help="which stages of a run are complete")
+    _common(p_status)
+    p_cfg = sub.add_parser("config", help="list every config key with its default and help")
+    p_cfg.add_argument("--check", metavar="PATH", help="validate a config file and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        if args.cmd == "config":
+            if args.check:
+                C.load(args.check)
+                print(f"{args.check}: ok")
+                return 0
+            for key, default, help_ in C.describe():
+                print(f"{key:32s} {default:28s} {help_}")
+            return 0
+        from selfmoa import pipeline
+
+        if args.cmd == "status":
+            for row in pipeline.status(args.config, args.run_id, args.overrides):
+                secs = "" if row["seconds"] is None else f"{row['seconds']:.1f}s"
+                print(f"{row['step']:24s} {row['state']:9s} {secs}")
+            return 0
+        summary = pipeline.run(args.config, args.run_id, args.overrides, force=args.force,
+                               kernel_name=args.kernel, log_output=args.log_output)
+        ran = sum(s["ran"] for s in summary["steps"])
+        print(f"run {summary['run_id']}: {ran} steps ran, {len(summary['steps']) - ran} skipped, "
+              f"{summary['seconds']:.0f}s")
+        return 0
+    except (C.ConfigError, RuntimeError, ValueError) as err:
+        print(f"selfmoa: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
