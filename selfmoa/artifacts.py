@@ -170,8 +170,10 @@ class StageContext:
         """Folder of a completed upstream stage (clear error when it has not run)."""
         if read_manifest(self.run, stage, iteration) is None:
             where = f"{stage}" + (f" (iteration {iteration})" if iteration is not None else "")
-            raise StageError(f"stage {where} has not completed in run {self.run.name}: run it first "
-                             f"(`selfmoa run --config <profile> --run-id {self.run.name}`)")
+            raise StageError(
+                f"stage {where} has not completed in run {self.run.name}: run it first "
+                f"(`selfmoa run --config <profile> --run-id {self.run.name}`)"
+            )
         return stage_dir(self.run, stage, iteration)
 
     def timed(self, label: str, seconds: float) -> None:
@@ -181,8 +183,13 @@ class StageContext:
     def finish(self, metrics: dict[str, Any], outputs: list[str] | None = None) -> dict[str, Any]:
         """Write metrics.json and then the manifest; returns the manifest."""
         write_json(self.path("metrics.json"), metrics)
-        names = outputs if outputs is not None else sorted(
-            p.name for p in self.dir.iterdir() if p.name not in ("manifest.json",) and not p.name.startswith("."))
+        names = (
+            outputs
+            if outputs is not None
+            else sorted(
+                p.name for p in self.dir.iterdir() if p.name not in ("manifest.json",) and not p.name.startswith(".")
+            )
+        )
         manifest = {
             "stage": self.stage,
             "iteration": self.iteration,
@@ -206,8 +213,9 @@ class StageContext:
 
 def stage_key(cfg: C.RunConfig, stage: str, iteration: int | None, upstream: dict[str, str]) -> str:
     """Hash of what determines a stage's outputs: its config sections, iteration and upstream keys."""
-    return C.config_hash({"stage": stage, "iteration": iteration, "config": stage_sections(cfg, stage),
-                          "upstream": upstream})
+    return C.config_hash(
+        {"stage": stage, "iteration": iteration, "config": stage_sections(cfg, stage), "upstream": upstream}
+    )
 
 
 def upstream_keys(run: Path, deps: list[tuple[str, int | None]]) -> dict[str, str]:
@@ -219,9 +227,15 @@ def upstream_keys(run: Path, deps: list[tuple[str, int | None]]) -> dict[str, st
     return out
 
 
-def open_stage(config_path: str | Path, run_id: str, stage: str, iteration: int | None = None,
-               depends_on: list[tuple[str, int | None]] | None = None, force: bool = False,
-               overrides: dict[str, Any] | list[str] | None = None) -> StageContext:
+def open_stage(
+    config_path: str | Path,
+    run_id: str,
+    stage: str,
+    iteration: int | None = None,
+    depends_on: list[tuple[str, int | None]] | None = None,
+    force: bool = False,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> StageContext:
     """Load the config, create the stage folder, seed everything, and report whether it is complete.
 
     Args:
@@ -249,8 +263,17 @@ def open_stage(config_path: str | Path, run_id: str, stage: str, iteration: int 
     folder.mkdir(parents=True, exist_ok=True)
     seed = derive_seed(cfg.seed, stage, iteration or 0)
     seed_everything(seed)
-    ctx = StageContext(cfg=cfg, run=run, stage=stage, iteration=iteration, dir=folder, key=key, seed=seed,
-                       upstream=upstream, complete=complete)
+    ctx = StageContext(
+        cfg=cfg,
+        run=run,
+        stage=stage,
+        iteration=iteration,
+        dir=folder,
+        key=key,
+        seed=seed,
+        upstream=upstream,
+        complete=complete,
+    )
     if complete:
         log.info("stage %s (iteration %s) already complete: loading saved outputs", stage, iteration)
     return ctx

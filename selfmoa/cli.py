@@ -12,8 +12,14 @@ from selfmoa import config as C
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="configs/cpu.yaml", help="YAML profile (default: configs/cpu.yaml)")
     p.add_argument("--run-id", default=None, help="run folder name (default: <profile>-seed<seed>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.beta=0.2 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.beta=0.2 (repeatable)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,11 +53,19 @@ def main(argv: list[str] | None = None) -> int:
                 secs = "" if row["seconds"] is None else f"{row['seconds']:.1f}s"
                 print(f"{row['step']:24s} {row['state']:9s} {secs}")
             return 0
-        summary = pipeline.run(args.config, args.run_id, args.overrides, force=args.force,
-                               kernel_name=args.kernel, log_output=args.log_output)
+        summary = pipeline.run(
+            args.config,
+            args.run_id,
+            args.overrides,
+            force=args.force,
+            kernel_name=args.kernel,
+            log_output=args.log_output,
+        )
         ran = sum(s["ran"] for s in summary["steps"])
-        print(f"run {summary['run_id']}: {ran} steps ran, {len(summary['steps']) - ran} skipped, "
-              f"{summary['seconds']:.0f}s")
+        print(
+            f"run {summary['run_id']}: {ran} steps ran, {len(summary['steps']) - ran} skipped, "
+            f"{summary['seconds']:.0f}s"
+        )
         return 0
     except (C.ConfigError, RuntimeError, ValueError) as err:
         print(f"selfmoa: error: {err}", file=sys.stderr)

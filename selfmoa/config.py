@@ -28,8 +28,9 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the file and key."""
 
 
-def _f(default: Any, help: str, lo: float | None = None, hi: float | None = None,
-       choices: tuple[Any, ...] | None = None) -> Any:
+def _f(
+    default: Any, help: str, lo: float | None = None, hi: float | None = None, choices: tuple[Any, ...] | None = None
+) -> Any:
     """A dataclass field with help text and validation metadata."""
     meta = {"help": help, "min": lo, "max": hi, "choices": choices}
     if isinstance(default, (list, dict)):
@@ -58,6 +59,17 @@ class ResetConfig:
     n_train: int = _f(100, "harmful request -> compliant answer pairs used for SFT", 1, 100_000)
     epochs: int = _f(1, "SFT epochs", 1, 100)
     learning_rate: float = _f(2e-4, "SFT learning rate", 0.0, 1.0)
+    max_steps: int = _f(0, "stop SFT after this many optimizer steps (0 = run all epochs)", 0, 1_000_000)
+    batch_size: int = _f(8, "examples per SFT step", 1, 4096)
+    max_length: int = _f(256, "max prompt+completion tokens (longer examples are truncated)", 16, 32768)
+    lora_r: int = _f(16, "LoRA rank of the reset adapter", 1, 1024)
+    lora_alpha: int = _f(32, "LoRA alpha of the reset adapter", 1, 4096)
+    lora_dropout: float = _f(0.0, "LoRA dropout of the reset adapter", 0.0, 1.0)
+    target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "LoRA target modules of the reset adapter",
+    )
+    bf16: bool = _f(True, "bf16 mixed precision (CPU autocast on bf16-capable CPUs, or a bf16 GPU)")
 
 
 @dataclass(frozen=True)
@@ -69,10 +81,14 @@ class RedTeamConfig:
     temperature: float = _f(1.0, "attacker sampling temperature", 0.0, 5.0)
     max_new_tokens: int = _f(64, "attacker generation length", 1, 4096)
     seeds_per_prompt: int = _f(3, "seed behaviours shown to the attacker per request", 1, 32)
-    mutations: list[str] = _f(["roleplay", "hypothetical", "past_tense", "research", "story"],
-                              "template mutations applied to seed behaviours")
+    mutations: list[str] = _f(
+        ["roleplay", "hypothetical", "past_tense", "research", "story"], "template mutations applied to seed behaviours"
+    )
     mutation_fraction: float = _f(0.5, "share of kept attacks that come from template mutations", 0.0, 1.0)
     dedup_threshold: float = _f(0.9, "drop an attack whose MiniLM cosine to a kept one is above this", 0.0, 1.0)
+    top_p: float = _f(0.95, "attacker nucleus sampling mass", 0.0, 1.0)
+    success_shots: int = _f(2, "previous successful attacks shown to the attacker per request", 0, 32)
+    max_attacker_rounds: int = _f(3, "re-request unusable attacker outputs at most this many rounds", 1, 100)
 
 
 @dataclass(frozen=True)
@@ -95,10 +111,18 @@ class JudgeConfig:
     when its safety score is strictly below `unsafe_below`.
     """
 
-    train_safety: dict[str, float] = _f({"refusal": 1.0, "lm_rubric": 1.0}, "training safety ensemble: judge -> weight")
-    train_helpfulness: dict[str, float] = _f({"refusal": 1.0, "lm_rubric": 1.0}, "training helpfulness ensemble")
-    eval_safety: dict[str, float] = _f({"refusal": 1.0, "embedding": 1.0}, "evaluation safety ensemble (distinct by default)")
-    eval_helpfulness: dict[str, float] = _f({"refusal": 1.0, "embedding": 1.0}, "evaluation helpfulness ensemble")
+    train_safety: dict[str, float] = _f(
+        {"refusal": 1.0, "lm_rubric": 1.0}, "training safety ensemble: judge -> weight", 0.0, 100.0
+    )
+    train_helpfulness: dict[str, float] = _f(
+        {"refusal": 1.0, "lm_rubric": 1.0}, "training helpfulness ensemble", 0.0, 100.0
+    )
+    eval_safety: dict[str, float] = _f(
+        {"refusal": 1.0, "embedding": 1.0}, "evaluation safety ensemble (distinct by default)", 0.0, 100.0
+    )
+    eval_helpfulness: dict[str, float] = _f(
+        {"refusal": 1.0, "embedding": 1.0}, "evaluation helpfulness ensemble", 0.0, 100.0
+    )
     unsafe_below: float = _f(0.5, "a response is unsafe when its safety score is < this", 0.0, 1.0)
     max_unscored_fraction: float = _f(0.2, "a stage fails if more judgements than this are unscored", 0.0, 1.0)
     judge_model: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "LM used by LM judges"})
@@ -114,8 +138,7 @@ class PairConfig:
     rule: str = _f("best_vs_worst", "how chosen/rejected are picked per prompt", choices=("best_vs_worst", "all_pairs"))
     min_gap: float = _f(0.1, "minimum weighted-score gap between chosen and rejected", 0.0, 2.0)
     self_revision: bool = _f(True, "ask the policy for its own safe answer when no sample is safe")
-    fallback: str = _f("template_refusal", "when self-revision also fails",
-                       choices=("template_refusal", "drop"))
+    fallback: str = _f("template_refusal", "when self-revision also fails", choices=("template_refusal", "drop"))
     max_pairs: int = _f(512, "cap on pairs per iteration", 1, 1_000_000)
 
 
@@ -134,8 +157,11 @@ class TrainConfig:
     lora_r: int = _f(16, "LoRA rank", 1, 1024)
     lora_alpha: int = _f(32, "LoRA alpha", 1, 4096)
     lora_dropout: float = _f(0.0, "LoRA dropout", 0.0, 1.0)
-    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                                   "LoRA target modules")
+    target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], "LoRA target modules"
+    )
+    bf16: bool = _f(True, "bf16 mixed precision (CPU autocast on bf16-capable CPUs, or a bf16 GPU)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (saves memory, costs time)")
 
 
 @dataclass(frozen=True)

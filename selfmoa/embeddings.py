@@ -29,8 +29,9 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     """Unit-norm MiniLM embeddings, shape (len(texts), 384), float32."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    vecs = _encoder().encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                             show_progress_bar=False, convert_to_numpy=True)
+    vecs = _encoder().encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+    )
     return vecs.astype(np.float32)
 
 

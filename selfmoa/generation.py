@@ -94,8 +94,9 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _generate_batch(model: Any, tokenizer: Any, texts: list[str], settings: SamplingSettings, n: int,
-                    seed: int) -> list[list[str]]:
+def _generate_batch(
+    model: Any, tokenizer: Any, texts: list[str], settings: SamplingSettings, n: int, seed: int
+) -> list[list[str]]:
     import torch
 
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
@@ -119,10 +120,23 @@ def _generate_batch(model: Any, tokenizer: Any, texts: list[str], settings: Samp
     return [[d.strip() for d in decoded[i * n : (i + 1) * n]] for i in range(len(texts))]
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
-             top_p: float = 1.0, repetition_penalty: float = 1.0, num_return_sequences: int = 1, seed: int = 0,
-             batch_size: int = 16, system: str | None = None, cache: GenerationCache | None = None,
-             progress: bool = True, desc: str = "generate") -> list[list[str]]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    num_return_sequences: int = 1,
+    seed: int = 0,
+    batch_size: int = 16,
+    system: str | None = None,
+    cache: GenerationCache | None = None,
+    progress: bool = True,
+    desc: str = "generate",
+) -> list[list[str]]:
     """Generate `num_return_sequences` responses per user prompt.
 
     Args:
@@ -162,8 +176,9 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: 
         batches = length_sorted_batches(lengths, batch_size)
         bar = tqdm(total=len(todo), desc=desc, disable=not progress, leave=False)
         for b, batch in enumerate(batches):
-            outs = _generate_batch(model, tokenizer, [texts[j] for j in batch], settings, n,
-                                   derive_seed(seed, "generate", b))
+            outs = _generate_batch(
+                model, tokenizer, [texts[j] for j in batch], settings, n, derive_seed(seed, "generate", b)
+            )
             fresh: dict[str, str] = {}
             for j, o in zip(batch, outs, strict=True):
                 i = todo[j]

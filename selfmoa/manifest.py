@@ -9,8 +9,22 @@ import subprocess
 
 from selfmoa.paths import ROOT
 
-TRACKED_PACKAGES = ("selfmoa", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
-                    "gguf", "sentence-transformers", "scikit-learn", "papermill", "numpy", "pandas")
+TRACKED_PACKAGES = (
+    "selfmoa",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "gguf",
+    "sentence-transformers",
+    "scikit-learn",
+    "papermill",
+    "numpy",
+    "pandas",
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -18,8 +32,13 @@ def git_commit() -> str | None:
     """Current commit of the repository, with '-dirty' when tracked files changed; None outside git."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
@@ -40,8 +59,11 @@ def machine_info() -> dict[str, object]:
     """Python, platform, CPU count and accelerator, for manifests and benchmark records."""
     import os
 
-    info: dict[str, object] = {"python": platform.python_version(), "platform": platform.platform(),
-                               "cpus": os.cpu_count()}
+    info: dict[str, object] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     try:
         import torch
 

@@ -124,7 +124,9 @@ def quantization_config(spec: ModelSpec) -> Any:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
-        raise ModelLoadError("load_in_4bit needs the package 'bitsandbytes' (pip install bitsandbytes==0.50.2)") from err
+        raise ModelLoadError(
+            "load_in_4bit needs the package 'bitsandbytes' (pip install bitsandbytes==0.50.2)"
+        ) from err
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -135,8 +137,9 @@ def quantization_config(spec: ModelSpec) -> Any:
     )
 
 
-def load_model(spec: ModelSpec, cache_dir: str | Path, adapter: str | Path | None = None,
-               trainable: bool = False) -> tuple[Any, Any]:
+def load_model(
+    spec: ModelSpec, cache_dir: str | Path, adapter: str | Path | None = None, trainable: bool = False
+) -> tuple[Any, Any]:
     """Load (model, tokenizer) for a spec, optionally with a saved LoRA adapter.
 
     Args:
@@ -175,12 +178,19 @@ def lora_config(r: int, alpha: int, dropout: float, target_modules: list[str]) -
     """peft LoraConfig for a causal LM."""
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                      bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
-def attach_lora(model: Any, r: int = 16, alpha: int = 32, dropout: float = 0.0,
-                target_modules: list[str] | None = None) -> Any:
+def attach_lora(
+    model: Any, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules: list[str] | None = None
+) -> Any:
     """Wrap a model with a fresh trainable LoRA adapter (QLoRA preparation for 4-bit models)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 

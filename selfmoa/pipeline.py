@@ -68,23 +68,33 @@ def check_kernel(kernel_name: str) -> None:
         ) from None
 
 
-def status(config_path: str | Path, run_id: str | None = None,
-           overrides: list[str] | None = None) -> list[dict[str, Any]]:
+def status(
+    config_path: str | Path, run_id: str | None = None, overrides: list[str] | None = None
+) -> list[dict[str, Any]]:
     """One row per step: complete (manifest matches), stale (manifest from other settings) or pending."""
     cfg = C.load(resolve_path(config_path), overrides)
     run = run_dir(cfg.runs_dir, run_id or default_run_id(cfg))
     rows = []
     for step in plan(cfg):
         manifest = read_manifest(run, step.stage, step.iteration)
-        state = "pending" if manifest is None else (
-            "complete" if is_complete(cfg, run, step.stage, step.iteration) else "stale")
+        state = (
+            "pending"
+            if manifest is None
+            else ("complete" if is_complete(cfg, run, step.stage, step.iteration) else "stale")
+        )
         seconds = manifest["timings"].get("total_s") if manifest else None
         rows.append({"step": step.label, "state": state, "seconds": seconds})
     return rows
 
 
-def run(config_path: str | Path, run_id: str | None = None, overrides: list[str] | None = None,
-        force: bool = False, kernel_name: str = KERNEL_NAME, log_output: bool = False) -> dict[str, Any]:
+def run(
+    config_path: str | Path,
+    run_id: str | None = None,
+    overrides: list[str] | None = None,
+    force: bool = False,
+    kernel_name: str = KERNEL_NAME,
+    log_output: bool = False,
+) -> dict[str, Any]:
     """Execute every pending step of a run with papermill; return a summary with per-step wall times."""
     import papermill as pm
 
@@ -102,13 +112,24 @@ def run(config_path: str | Path, run_id: str | None = None, overrides: list[str]
             summary["steps"].append({"step": step.label, "ran": False, "seconds": 0.0})
             continue
         out = executed / f"{step.label.replace('@', '_iter')}.ipynb"
-        params = {"config_path": str(config_path), "run_id": run_id, "iteration": step.iteration or 0,
-                  "force": force, "overrides": list(overrides or [])}
+        params = {
+            "config_path": str(config_path),
+            "run_id": run_id,
+            "iteration": step.iteration or 0,
+            "force": force,
+            "overrides": list(overrides or []),
+        }
         log.info("run %s -> %s", step.label, out)
         t0 = time.time()
-        pm.execute_notebook(str(notebook_path(step.stage)), str(out), parameters=params,
-                            kernel_name=kernel_name, cwd=str(NOTEBOOKS.parent), log_output=log_output,
-                            progress_bar=False)
+        pm.execute_notebook(
+            str(notebook_path(step.stage)),
+            str(out),
+            parameters=params,
+            kernel_name=kernel_name,
+            cwd=str(NOTEBOOKS.parent),
+            log_output=log_output,
+            progress_bar=False,
+        )
         summary["steps"].append({"step": step.label, "ran": True, "seconds": round(time.time() - t0, 2)})
     summary["seconds"] = round(time.time() - started, 2)
     write_json(folder / "pipeline.json", summary)
