@@ -84,7 +84,7 @@ class RedTeamConfig:
     mutations: list[str] = _f(
         ["roleplay", "hypothetical", "past_tense", "research", "story"], "template mutations applied to seed behaviours"
     )
-    mutation_fraction: float = _f(0.5, "share of kept attacks that come from template mutations", 0.0, 1.0)
+    mutation_fraction: float = _f(0.5, "share of candidate attacks that come from template mutations (the rest: attacker LM)", 0.0, 1.0)
     dedup_threshold: float = _f(0.9, "drop an attack whose MiniLM cosine to a kept one is above this", 0.0, 1.0)
     top_p: float = _f(0.95, "attacker nucleus sampling mass", 0.0, 1.0)
     success_shots: int = _f(2, "previous successful attacks shown to the attacker per request", 0, 32)
@@ -169,7 +169,7 @@ class EvalConfig:
     """Stage 07: held-out evaluation (benchmark list not from the paper)."""
 
     harmful_sets: list[str] = _f(["harmbench_test_standard", "strongreject_small"], "held-out harmful sets")
-    benign_sets: list[str] = _f(["overrefusal"], "benign-but-sensitive sets (over-refusal and helpfulness)")
+    benign_sets: list[str] = _f(["overrefusal", "benign_heldout"], "benign-but-sensitive sets (over-refusal and helpfulness)")
     n_per_set: int = _f(64, "prompts per set (0 = all)", 0, 1_000_000)
     max_new_tokens: int = _f(96, "greedy generation length", 1, 8192)
     batch_size: int = _f(16, "prompts per generation batch", 1, 4096)
@@ -188,6 +188,7 @@ class RunConfig:
     cache_dir: str = _f("data/cache", "where materialized models and generation caches live")
     runs_dir: str = _f("data/runs", "where run folders are written")
     stages: list[str] = _f([], "notebook stems to run (empty = all that exist)")
+    publish: bool = _f(True, "copy aggregate results and figures to data/results/<profile>/ and figures/")
     reset: ResetConfig = field(default_factory=ResetConfig, metadata={"help": "stage 01"})
     redteam: RedTeamConfig = field(default_factory=RedTeamConfig, metadata={"help": "stage 02"})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "stage 03"})

@@ -1,0 +1,71 @@
+"""The policy as the loop sees it: base weights plus the chain of LoRA adapters trained so far.
+
+Iteration t starts from pi_t = base (+ safety-reset adapter) + adapters of iterations 0..t-1, each merged
+in order. With full-precision weights the chain is merged in memory (about a second per adapter for
+the 135M model). 4-bit weights cannot absorb an adapter, so for a 4-bit policy the chain is merged once
+in `policy.dtype` on the CPU, saved under `<run>/merged/iter<t>/`, and that checkpoint is loaded in 4-bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from selfmoa.config import RunConfig
+from selfmoa.models import load_adapter, load_model, merge_adapter
+from selfmoa.paths import stage_dir
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+
+
+def adapter_chain(run: Path, iteration: int) -> list[Path]:
+    """Adapters that make up the policy at the start of `iteration` (reset first, then 06_align of 0..t-1)."""
+    chain = []
+    reset = stage_dir(run, "01_safety_reset") / ADAPTER_DIR
+    if (reset / "adapter_config.json").is_file():
+        chain.append(reset)
+    for t in range(iteration):
+        path = stage_dir(run, "06_align", t) / ADAPTER_DIR
+        if not (path / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{path}: iteration {t} has no trained adapter; run stage 06_align@{t} first")
+        chain.append(path)
+    return chain
+
+
+def _merged(cfg: RunConfig, chain: list[Path]) -> tuple[Any, Any]:
+    """Base weights in `policy.dtype` (never 4-bit) with every adapter of the chain merged in order."""
+    spec = dataclasses.replace(cfg.policy, load_in_4bit=False)
+    model, tok = load_model(spec, cfg.cache_dir)
+    for path in chain:
+        model = merge_adapter(load_adapter(model, path))
+    return model, tok
+
+
+def load_policy(cfg: RunConfig, run: Path, iteration: int, upto_reset_only: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer) of the policy at the start of `iteration`, adapters merged.
+
+    Args:
+        cfg: the run config (policy spec and cache folder).
+        run: the run folder.
+        iteration: loop iteration t (0 = after the optional safety reset).
+        upto_reset_only: ignore loop adapters (the 'base' model of the evaluation, after any reset).
+    """
+    chain = adapter_chain(run, 0 if upto_reset_only else iteration)
+    if not chain:
+        return load_model(cfg.policy, cfg.cache_dir)
+    if not cfg.policy.load_in_4bit:
+        model, tok = _merged(cfg, chain)
+        model.eval()
+        return model, tok
+    target = run / "merged" / f"iter{0 if upto_reset_only else iteration}"
+    if not (target / "config.json").is_file():
+        model, tok = _merged(cfg, chain)
+        model.save_pretrained(target)
+        tok.save_pretrained(target)
+        del model
+    spec = dataclasses.replace(cfg.policy, name=str(target))
+    return load_model(spec, cfg.cache_dir)
