@@ -84,7 +84,9 @@ class RedTeamConfig:
     mutations: list[str] = _f(
         ["roleplay", "hypothetical", "past_tense", "research", "story"], "template mutations applied to seed behaviours"
     )
-    mutation_fraction: float = _f(0.5, "share of candidate attacks that come from template mutations (the rest: attacker LM)", 0.0, 1.0)
+    mutation_fraction: float = _f(
+        0.5, "share of candidate attacks that come from template mutations (the rest: attacker LM)", 0.0, 1.0
+    )
     dedup_threshold: float = _f(0.9, "drop an attack whose MiniLM cosine to a kept one is above this", 0.0, 1.0)
     top_p: float = _f(0.95, "attacker nucleus sampling mass", 0.0, 1.0)
     success_shots: int = _f(2, "previous successful attacks shown to the attacker per request", 0, 32)
@@ -118,10 +120,10 @@ class JudgeConfig:
         {"refusal": 1.0, "lm_rubric": 1.0}, "training helpfulness ensemble", 0.0, 100.0
     )
     eval_safety: dict[str, float] = _f(
-        {"refusal": 1.0, "embedding": 1.0}, "evaluation safety ensemble (distinct by default)", 0.0, 100.0
+        {"refusal": 0.5, "embedding": 1.0}, "evaluation safety ensemble (distinct by default)", 0.0, 100.0
     )
     eval_helpfulness: dict[str, float] = _f(
-        {"refusal": 1.0, "embedding": 1.0}, "evaluation helpfulness ensemble", 0.0, 100.0
+        {"refusal": 0.5, "embedding": 1.0}, "evaluation helpfulness ensemble", 0.0, 100.0
     )
     unsafe_below: float = _f(0.5, "a response is unsafe when its safety score is < this", 0.0, 1.0)
     max_unscored_fraction: float = _f(0.2, "a stage fails if more judgements than this are unscored", 0.0, 1.0)
@@ -140,6 +142,9 @@ class PairConfig:
     self_revision: bool = _f(True, "ask the policy for its own safe answer when no sample is safe")
     fallback: str = _f("template_refusal", "when self-revision also fails", choices=("template_refusal", "drop"))
     max_pairs: int = _f(512, "cap on pairs per iteration", 1, 1_000_000)
+    benign_refusal_foil: bool = _f(
+        True, "add a template refusal as a rejected answer to every benign prompt (keeps helpful answers over refusals)"
+    )
 
 
 @dataclass(frozen=True)
@@ -169,11 +174,14 @@ class EvalConfig:
     """Stage 07: held-out evaluation (benchmark list not from the paper)."""
 
     harmful_sets: list[str] = _f(["harmbench_test_standard", "strongreject_small"], "held-out harmful sets")
-    benign_sets: list[str] = _f(["overrefusal", "benign_heldout"], "benign-but-sensitive sets (over-refusal and helpfulness)")
+    benign_sets: list[str] = _f(
+        ["overrefusal", "benign_heldout"], "benign-but-sensitive sets (over-refusal and helpfulness)"
+    )
     n_per_set: int = _f(64, "prompts per set (0 = all)", 0, 1_000_000)
     max_new_tokens: int = _f(96, "greedy generation length", 1, 8192)
     batch_size: int = _f(16, "prompts per generation batch", 1, 4096)
     n_bootstrap: int = _f(1000, "bootstrap resamples for 95% CIs", 10, 1_000_000)
+    n_judge_validation: int = _f(0, "labelled reference rows per aspect for judge validation (0 = all)", 0, 1_000_000)
 
 
 @dataclass(frozen=True)

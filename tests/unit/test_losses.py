@@ -79,8 +79,9 @@ def test_chosen_nll() -> None:
     assert chosen_nll(logps, mask).item() == pytest.approx(2.0)
 
 
-def _train_categorical(h: torch.Tensor, s: torch.Tensor, ref: torch.Tensor, beta: float, w_s: float,
-                       w_h: float, steps: int = 200) -> torch.Tensor:
+def _train_categorical(
+    h: torch.Tensor, s: torch.Tensor, ref: torch.Tensor, beta: float, w_s: float, w_h: float, steps: int = 200
+) -> torch.Tensor:
     """Minimise the expected pairwise loss over a categorical policy; pairs follow Bradley-Terry on h."""
     n = len(h)
     pairs = list(itertools.permutations(range(n), 2))
@@ -93,8 +94,9 @@ def _train_categorical(h: torch.Tensor, s: torch.Tensor, ref: torch.Tensor, beta
 
     def closure() -> torch.Tensor:
         logp = torch.log_softmax(theta, 0)
-        losses, _, _ = modpo_loss(logp[wi], logp[li], log_ref[wi], log_ref[li], s[wi] - s[li],
-                                  beta=beta, w_safety=w_s, w_helpful=w_h)
+        losses, _, _ = modpo_loss(
+            logp[wi], logp[li], log_ref[wi], log_ref[li], s[wi] - s[li], beta=beta, w_safety=w_s, w_helpful=w_h
+        )
         loss = (p_pref * losses).sum()
         opt.zero_grad()
         loss.backward()

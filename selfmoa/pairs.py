@@ -1,0 +1,433 @@
+"""Preference pairs from the policy's own judged responses (pure functions; the rule is not from the paper).
+
+Input: one record per sampled response, ``{"prompt", "response", "prompt_kind", "safety", "helpful"}`` with
+optional ``"refused"`` (bool, from a refusal detector) and ``"category"`` (harm category). ``safety`` s and
+``helpful`` h lie in [0, 1]; None or NaN means *unscored* and the response is left out (never read as 0).
+A response is *safe* when ``s >= unsafe_below`` (the threshold direction declared in `JudgeConfig`).
+
+Ordering rule (this project's choice, not from the paper). Secondary readings of the paper order pairs by
+helpfulness and put the safety difference in the loss margin (see `selfmoa.losses`). Ordering by raw
+helpfulness would reward compliance on harmful prompts (the most "helpful" answer to a bomb request is
+the recipe), so each response gets a *tier* and a within-tier value:
+
+- harmful prompt: tier 1 = safe. Safe answers are ordered by h (a refusal that redirects to something
+  useful beats a bare one); unsafe answers by s (the least safe answer is the worst).
+- benign prompt: tier 1 = safe and not a refusal. Answers are ordered by h within a tier, so a helpful
+  answer beats a refusal of a legitimate question (the over-refusal guard).
+
+The chosen answer must be in tier 1 (a pair never teaches "this unsafe answer is better" or "this refusal
+of a benign question is better"). A pair (chosen a, rejected b) is kept when a's tier is higher, or both
+are in tier 1 and a's within-tier value exceeds b's by at least `min_gap`. Rules: ``best_vs_worst`` (one
+pair per prompt: the top-ranked against the bottom-ranked answer) or ``all_pairs`` (every admissible pair).
+
+When no sampled answer to a harmful prompt is safe, the policy writes its own safe answer by self-revision
+under `CONSTITUTION` (`prompts_needing_revision` -> `self_revise`, kept only when the safety judge says
+safe); otherwise the configured fallback applies: ``template_refusal`` (a short refusal with a redirect,
+varied by harm category; its safety is set to 1.0 by construction, its helpfulness is unscored) or
+``drop``. Each pair records the source of its chosen answer: ``sampled``, ``self_revision`` or ``template``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SOURCES = ("sampled", "self_revision", "template")
+RULES = ("best_vs_worst", "all_pairs")
+FALLBACKS = ("template_refusal", "drop")
+PROMPT_KINDS = ("harmful", "benign")
+
+CONSTITUTION = """\
+1. Do not give instructions, code, recipes or details that help someone hurt people, make weapons or drugs,
+commit crimes, break into computer systems, or harass, deceive or discriminate against anyone.
+2. If the request asks for that kind of help, say briefly and politely that you can't help with that part.
+3. Then offer something safe and useful instead: the legitimate need behind the request, general safety
+information, or where to get proper help.
+4. Be short and respectful; do not lecture."""
+
+MAX_DRAFT_CHARS = 600
+
+_REFUSAL_OPENERS = (
+    "I can't help with that.",
+    "Sorry, I can't assist with that request.",
+    "I won't help with this, because it could cause real harm.",
+)
+
+# (keywords matched in the lower-cased category, redirect sentence); the first match wins.
+_REDIRECTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("cyber", "hack", "intrusion", "malware"),
+        "If you're interested in security, I can explain how to protect systems or suggest legal ways to practise, "
+        "such as capture-the-flag exercises.",
+    ),
+    (
+        ("chemical", "biolog", "weapon", "violen", "physical"),
+        "If you or someone else is in danger, please contact local emergency services. I'm happy to share general "
+        "safety information instead.",
+    ),
+    (
+        ("misinformation", "disinformation", "deception", "propaganda"),
+        "I can help you find reliable sources on the topic or explain how to spot misleading claims.",
+    ),
+    (
+        ("harass", "hate", "bully", "discrimin"),
+        "If you're dealing with a conflict, I can help you find respectful ways to address it.",
+    ),
+    (("sexual", "adult"), "I can help with general, respectful information about relationships or health instead."),
+    (
+        ("self-harm", "self harm", "suicide"),
+        "If you're going through a hard time, please consider talking to someone you trust or a local crisis line.",
+    ),
+    (
+        ("illegal", "crime", "drug", "fraud", "theft", "goods"),
+        "I can explain the relevant laws or point you to legitimate alternatives instead.",
+    ),
+    (("copyright", "piracy"), "I can summarise the work or help you find legal ways to access it."),
+    (("privacy", "personal", "surveillance"), "I can explain how to protect personal information instead."),
+)
+_DEFAULT_REDIRECT = "Is there something related that I can help with in a safe way?"
+
+
+class EvalContaminationError(ValueError):
+    """A training pair uses an evaluation prompt."""
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Pairs built for one iteration, with the source of every chosen answer and bookkeeping counts.
+
+    Attributes:
+        pairs: one dict per pair (see `build_pairs`).
+        sources: number of pairs whose chosen answer came from each source in `SOURCES`.
+        stats: prompts, responses_used, responses_unscored, prompts_without_pair, harmful_without_safe,
+            dropped_no_safe (harmful prompts left out under fallback ``drop``), capped (pairs cut by max_pairs).
+    """
+
+    pairs: list[dict[str, Any]]
+    sources: dict[str, int]
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def _is_scored(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _rank(sample: dict[str, Any], kind: str, unsafe_below: float) -> tuple[int, float]:
+    """(tier, within-tier value) of a scored response; see the module docstring."""
+    s, h = float(sample["safety"]), float(sample["helpful"])
+    safe = s >= unsafe_below
+    if kind == "harmful":
+        return (1, h) if safe else (0, s)
+    acceptable = safe and not bool(sample.get("refused", False))
+    return (1 if acceptable else 0), h
+
+
+def _admissible(a: tuple[int, float], b: tuple[int, float], min_gap: float) -> bool:
+    """True when a response ranked `a` may be chosen over one ranked `b`."""
+    if a[0] != 1:
+        return False
+    if a[0] > b[0]:
+        return True
+    return a[1] > b[1] and a[1] - b[1] >= min_gap
+
+
+def _validate(samples: Sequence[dict[str, Any]], unsafe_below: float) -> None:
+    if not 0.0 <= unsafe_below <= 1.0:
+        raise ValueError(f"unsafe_below must lie in [0, 1], got {unsafe_below}")
+    for i, row in enumerate(samples):
+        missing = [k for k in ("prompt", "response", "prompt_kind", "safety", "helpful") if k not in row]
+        if missing:
+            raise ValueError(
+                f"sample {i}: missing key(s) {missing}; each sample needs prompt, response, "
+                "prompt_kind, safety and helpful (None/NaN = unscored)"
+            )
+        if row["prompt_kind"] not in PROMPT_KINDS:
+            raise ValueError(f"sample {i}: prompt_kind {row['prompt_kind']!r} is not one of {list(PROMPT_KINDS)}")
+        for key in ("safety", "helpful"):
+            v = row[key]
+            if _is_scored(v) and not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"sample {i}: {key} score {v} is outside [0, 1]")
+
+
+def _group(samples: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Samples by prompt, in order of first appearance; one prompt must have one kind."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in samples:
+        group = groups.setdefault(row["prompt"], [])
+        if group and group[0]["prompt_kind"] != row["prompt_kind"]:
+            raise ValueError(
+                f"prompt {row['prompt'][:60]!r} appears as both {group[0]['prompt_kind']} and {row['prompt_kind']}"
+            )
+        group.append(row)
+    return groups
+
+
+def _stable_index(text: str, seed: int, n: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % n
+
+
+def template_refusal(prompt: str, category: str | None = None, seed: int = 0) -> str:
+    """A short refusal with a redirect that fits the harm category (fallback chosen answer).
+
+    The redirect is picked by keywords in `category` (HarmBench semantic categories, StrongREJECT
+    categories and similar names all match); the opening sentence varies deterministically with the
+    prompt and seed so that the policy does not learn one fixed string.
+    """
+    cat = (category or "").lower()
+    redirect = next((text for keys, text in _REDIRECTS if any(k in cat for k in keys)), _DEFAULT_REDIRECT)
+    opener = _REFUSAL_OPENERS[_stable_index(prompt, seed, len(_REFUSAL_OPENERS))]
+    return f"{opener} {redirect}"
+
+
+def revision_prompt(prompt: str, draft: str) -> str:
+    """The user message asking the policy to rewrite its own draft under `CONSTITUTION`.
+
+    The draft is cut to `MAX_DRAFT_CHARS` characters to keep small models' context short. The rewritten
+    answer is later paired with the *original* prompt (without the constitution), so the policy learns
+    to answer safely without being reminded.
+    """
+    draft = draft.strip()
+    if len(draft) > MAX_DRAFT_CHARS:
+        draft = draft[:MAX_DRAFT_CHARS] + " ..."
+    return (
+        "Here is a request and a draft reply.\n\n"
+        f"Request: {prompt.strip()}\n\n"
+        f"Draft reply: {draft}\n\n"
+        "Rewrite the reply so that it follows these rules:\n"
+        f"{CONSTITUTION}\n\n"
+        "Write only the rewritten reply."
+    )
+
+
+def prompts_needing_revision(samples: Sequence[dict[str, Any]], unsafe_below: float = 0.5) -> list[tuple[str, str]]:
+    """Harmful prompts whose scored samples include no safe answer, each with a draft to revise.
+
+    Returns:
+        (prompt, draft) pairs; the draft is the prompt's safest scored sample (the best starting point).
+    """
+    _validate(samples, unsafe_below)
+    out = []
+    for prompt, group in _group(samples).items():
+        scored = [r for r in group if _is_scored(r["safety"]) and _is_scored(r["helpful"])]
+        if group[0]["prompt_kind"] != "harmful" or not scored:
+            continue
+        if all(float(r["safety"]) < unsafe_below for r in scored):
+            draft = max(scored, key=lambda r: float(r["safety"]))["response"]
+            out.append((prompt, draft))
+    return out
+
+
+def self_revise(
+    items: Sequence[tuple[str, str]],
+    generate_fn: Callable[[list[str]], list[str]],
+    safety_fn: Callable[[list[str], list[str]], Sequence[float | None]],
+    unsafe_below: float = 0.5,
+) -> dict[str, dict[str, Any]]:
+    """Ask the policy to revise its unsafe drafts under the constitution; keep revisions judged safe.
+
+    Args:
+        items: (prompt, draft) pairs, e.g. from `prompts_needing_revision`.
+        generate_fn: maps user messages to one reply each (the policy, chat template applied inside).
+        safety_fn: judges (prompts, responses) -> safety scores in [0, 1] (None/NaN = unscored). The
+            revision is judged against the original prompt.
+        unsafe_below: a revision is kept when its score is >= this.
+
+    Returns:
+        {prompt: {"response": revision, "safety": score}} for the revisions that were kept.
+    """
+    if not items:
+        return {}
+    prompts = [p for p, _ in items]
+    replies = list(generate_fn([revision_prompt(p, d) for p, d in items]))
+    if len(replies) != len(items):
+        raise ValueError(f"generate_fn returned {len(replies)} replies for {len(items)} prompts")
+    scores = list(safety_fn(prompts, replies))
+    if len(scores) != len(items):
+        raise ValueError(f"safety_fn returned {len(scores)} scores for {len(items)} responses")
+    kept = {}
+    for prompt, reply, score in zip(prompts, replies, scores, strict=True):
+        if reply.strip() and _is_scored(score) and float(score) >= unsafe_below:
+            kept[prompt] = {"response": reply.strip(), "safety": float(score)}
+    return kept
+
+
+def _pair(
+    prompt: str, kind: str, category: Any, chosen: dict[str, Any], rejected: dict[str, Any], source: str
+) -> dict[str, Any]:
+    cs, rs = float(chosen["safety"]), float(rejected["safety"])
+    return {
+        "prompt": prompt,
+        "chosen": chosen["response"],
+        "rejected": rejected["response"],
+        "chosen_safety": cs,
+        "rejected_safety": rs,
+        "safety_margin": cs - rs,
+        "chosen_helpful": float(chosen["helpful"]) if _is_scored(chosen.get("helpful")) else math.nan,
+        "rejected_helpful": float(rejected["helpful"]),
+        "source": source,
+        "prompt_kind": kind,
+        "category": category,
+    }
+
+
+def _cap(per_prompt: list[list[dict[str, Any]]], max_pairs: int, seed: int) -> list[dict[str, Any]]:
+    """Round-robin over prompts (in a seeded order) so that a cap keeps as many prompts as possible."""
+    order = np.random.default_rng(seed).permutation(len(per_prompt)) if per_prompt else []
+    lists = [per_prompt[i] for i in order]
+    out: list[dict[str, Any]] = []
+    depth = 0
+    while len(out) < max_pairs and any(depth < len(lst) for lst in lists):
+        out.extend(lst[depth] for lst in lists if depth < len(lst))
+        depth += 1
+    return out[:max_pairs]
+
+
+def build_pairs(
+    samples: Sequence[dict[str, Any]],
+    *,
+    rule: str = "best_vs_worst",
+    min_gap: float = 0.1,
+    max_pairs: int = 512,
+    unsafe_below: float = 0.5,
+    fallback: str = "template_refusal",
+    revisions: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
+) -> PairResult:
+    """Preference pairs per prompt by the tiered helpfulness rule of the module docstring.
+
+    Args:
+        samples: one record per response (keys in the module docstring).
+        rule: ``best_vs_worst`` or ``all_pairs``.
+        min_gap: minimum within-tier gap for a pair of two tier-1 answers.
+        max_pairs: cap; pairs are taken round-robin over prompts in a seeded order (largest gap first).
+        unsafe_below: safety threshold (safe when s >= this).
+        fallback: for harmful prompts with no safe sample and no kept revision: ``template_refusal`` or ``drop``.
+        revisions: kept self-revisions, {prompt: {"response", "safety"}} from `self_revise`.
+        seed: seed of the cap's prompt order and of the template wording.
+
+    Returns:
+        `PairResult`; each pair has prompt, chosen, rejected, chosen_safety, rejected_safety,
+        safety_margin (= chosen_safety - rejected_safety), chosen_helpful, rejected_helpful, source,
+        prompt_kind and category.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule {rule!r} is not one of {list(RULES)}")
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback {fallback!r} is not one of {list(FALLBACKS)}")
+    if min_gap < 0 or max_pairs < 1:
+        raise ValueError(f"need min_gap >= 0 and max_pairs >= 1, got {min_gap} and {max_pairs}")
+    _validate(samples, unsafe_below)
+    revisions = revisions or {}
+    stats = dict.fromkeys(
+        (
+            "prompts",
+            "responses_used",
+            "responses_unscored",
+            "prompts_without_pair",
+            "harmful_without_safe",
+            "dropped_no_safe",
+            "capped",
+        ),
+        0,
+    )
+    per_prompt: list[list[dict[str, Any]]] = []
+    for prompt, group in _group(samples).items():
+        stats["prompts"] += 1
+        kind = group[0]["prompt_kind"]
+        category = next((r.get("category") for r in group if r.get("category")), None)
+        scored = [r for r in group if _is_scored(r["safety"]) and _is_scored(r["helpful"])]
+        stats["responses_unscored"] += len(group) - len(scored)
+        stats["responses_used"] += len(scored)
+        ranked = sorted(
+            ((_rank(r, kind, unsafe_below), i, r) for i, r in enumerate(scored)),
+            key=lambda t: (-t[0][0], -t[0][1], t[1]),
+        )
+        pairs = []
+        if rule == "best_vs_worst" and ranked:
+            (ra, _, a), (rb, _, b) = ranked[0], ranked[-1]
+            if _admissible(ra, rb, min_gap) and a["response"] != b["response"]:
+                pairs.append((ra[0] - rb[0] + ra[1] - rb[1], _pair(prompt, kind, category, a, b, "sampled")))
+        elif rule == "all_pairs":
+            for ra, _, a in ranked:
+                for rb, _, b in ranked:
+                    if _admissible(ra, rb, min_gap) and a["response"] != b["response"]:
+                        pairs.append((ra[0] - rb[0] + ra[1] - rb[1], _pair(prompt, kind, category, a, b, "sampled")))
+        if kind == "harmful" and scored and all(t[0][0] == 0 for t in ranked):
+            stats["harmful_without_safe"] += 1
+            if prompt in revisions:
+                chosen = {
+                    "response": revisions[prompt]["response"],
+                    "safety": revisions[prompt]["safety"],
+                    "helpful": revisions[prompt].get("helpful"),
+                }
+                source = "self_revision"
+            elif fallback == "template_refusal":
+                chosen = {"response": template_refusal(prompt, category, seed), "safety": 1.0, "helpful": None}
+                source = "template"
+            else:
+                chosen, source = None, ""
+                stats["dropped_no_safe"] += 1
+            if chosen is not None:
+                rejected = [r for _, _, r in ranked] if rule == "all_pairs" else [ranked[-1][2]]
+                pairs.extend(
+                    (1.0 - float(b["safety"]), _pair(prompt, kind, category, chosen, b, source))
+                    for b in rejected
+                    if b["response"] != chosen["response"]
+                )
+        if not pairs:
+            stats["prompts_without_pair"] += 1
+            continue
+        pairs.sort(key=lambda t: -t[0])
+        per_prompt.append([p for _, p in pairs])
+    total = sum(len(p) for p in per_prompt)
+    kept = _cap(per_prompt, max_pairs, seed)
+    stats["capped"] = total - len(kept)
+    sources = {s: sum(p["source"] == s for p in kept) for s in SOURCES}
+    return PairResult(pairs=kept, sources=sources, stats=stats)
+
+
+def flip_safety(scores: Iterable[float | None], fraction: float, seed: int = 0) -> np.ndarray:
+    """Label noise for the weak-supervision sweep: flip a fraction of the safety decisions (s -> 1 - s).
+
+    Exactly ``round(fraction * n_scored)`` scored entries, chosen uniformly with `seed`, are replaced by
+    ``1 - s``; unscored entries (None/NaN) stay NaN. With the threshold 0.5 this flips the binary
+    safe/unsafe decision of every chosen entry (except s = 0.5 exactly). Apply it before `build_pairs`.
+
+    Returns:
+        A new float array (the input is not modified).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+    out = np.array([math.nan if v is None else float(v) for v in scores], dtype=float)
+    scored = np.flatnonzero(~np.isnan(out))
+    n_flip = int(round(fraction * len(scored)))
+    idx = np.random.default_rng(seed).choice(scored, size=n_flip, replace=False) if n_flip else scored[:0]
+    out[idx] = 1.0 - out[idx]
+    return out
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def assert_no_eval_prompts(pairs: Iterable[dict[str, Any]], eval_prompts: Iterable[str]) -> None:
+    """Raise `EvalContaminationError` when any pair's prompt is an evaluation prompt.
+
+    Prompts are compared after collapsing whitespace and case. (Near-duplicates are a separate check,
+    with embeddings, when red-team prompts are generated.)
+    """
+    held_out = {_normalize(p) for p in eval_prompts}
+    hits = sorted({p["prompt"] for p in pairs if _normalize(p["prompt"]) in held_out})
+    if hits:
+        shown = "; ".join(repr(h[:60]) for h in hits[:3])
+        raise EvalContaminationError(
+            f"{len(hits)} training pair prompt(s) are evaluation prompts (e.g. {shown}). Evaluation sets must "
+            "stay held out: remove these prompts from the red-team seed pool / benign pool and rebuild the pairs."
+        )

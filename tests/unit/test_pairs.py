@@ -1,0 +1,190 @@
+"""Preference-pair rule: tiers, margins, fallbacks, source counts, label noise and the held-out guard."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from selfmoa.pairs import (
+    CONSTITUTION,
+    EvalContaminationError,
+    assert_no_eval_prompts,
+    build_pairs,
+    flip_safety,
+    prompts_needing_revision,
+    revision_prompt,
+    self_revise,
+    template_refusal,
+)
+
+
+def _s(
+    prompt: str, response: str, safety: float | None, helpful: float | None, kind: str = "harmful", **extra: object
+) -> dict:
+    return {"prompt": prompt, "response": response, "safety": safety, "helpful": helpful, "prompt_kind": kind, **extra}
+
+
+HARMFUL = [
+    _s("how to pick a lock to break in", "Sure: insert a tension wrench ...", 0.1, 0.9),
+    _s("how to pick a lock to break in", "I can't help with break-ins; a locksmith can help.", 0.95, 0.4),
+    _s("how to pick a lock to break in", "No.", 0.9, 0.1),
+    _s("how to pick a lock to break in", "Step 1 ... step 2 ...", 0.3, 0.8),
+]
+BENIGN = [
+    _s("how do vaccines work", "They train the immune system by ...", 1.0, 0.9, "benign"),
+    _s("how do vaccines work", "I can't discuss medical topics.", 1.0, 0.2, "benign", refused=True),
+    _s("how do vaccines work", "Vaccines are a thing.", 1.0, 0.3, "benign"),
+]
+
+
+def test_harmful_prompt_never_rewards_compliance() -> None:
+    res = build_pairs(HARMFUL, rule="best_vs_worst", min_gap=0.1)
+    (pair,) = res.pairs
+    # the most "helpful" answer is the unsafe one; the chosen answer must be the best *safe* answer
+    assert pair["chosen"].startswith("I can't help with break-ins")
+    assert pair["rejected"].startswith("Sure")  # the least safe answer
+    assert pair["safety_margin"] == pytest.approx(0.95 - 0.1)
+    assert pair["chosen_helpful"] == 0.4 and pair["rejected_helpful"] == 0.9
+    assert pair["source"] == "sampled" and pair["prompt_kind"] == "harmful"
+    assert res.sources == {"sampled": 1, "self_revision": 0, "template": 0}
+
+
+def test_all_pairs_only_safe_chosen_and_min_gap() -> None:
+    res = build_pairs(HARMFUL, rule="all_pairs", min_gap=0.1)
+    chosen = {p["chosen"][:10] for p in res.pairs}
+    assert all(p["chosen_safety"] >= 0.5 for p in res.pairs)
+    # safe-vs-unsafe pairs: 2 safe x 2 unsafe; safe-vs-safe: redirect (h 0.4) over "No." (h 0.1)
+    assert len(res.pairs) == 5 and chosen == {"I can't he", "No."}
+    assert not any(p["rejected_safety"] < 0.5 and p["chosen_safety"] < 0.5 for p in res.pairs)
+    res_gap = build_pairs(HARMFUL, rule="all_pairs", min_gap=0.5)
+    assert len(res_gap.pairs) == 4  # the safe-vs-safe pair (gap 0.3) is dropped, cross-tier pairs stay
+    assert all(p["safety_margin"] == pytest.approx(p["chosen_safety"] - p["rejected_safety"]) for p in res.pairs)
+
+
+def test_benign_prefers_helpful_non_refusal() -> None:
+    res = build_pairs(BENIGN, rule="all_pairs", min_gap=0.05)
+    assert {(p["chosen"][:4], p["rejected"][:4]) for p in res.pairs} == {
+        ("They", "I ca"),
+        ("They", "Vacc"),
+        ("Vacc", "I ca"),
+    }
+    # a refusal is never chosen on a benign prompt, even when it outscores another answer on h
+    flipped = [dict(BENIGN[1], helpful=0.95)] + BENIGN[2:]
+    res2 = build_pairs(flipped, rule="all_pairs", min_gap=0.0)
+    assert [(p["chosen"][:4], p["rejected"][:4]) for p in res2.pairs] == [("Vacc", "I ca")]
+    assert res2.pairs[0]["prompt_kind"] == "benign"
+
+
+def test_unscored_responses_are_excluded() -> None:
+    samples = [
+        _s("q", "unsafe answer", 0.0, 0.9),
+        _s("q", "judge failed", None, 0.5),
+        _s("q", "safe answer", 0.9, math.nan),
+    ]
+    res = build_pairs(samples, fallback="drop")
+    assert res.pairs == [] and res.stats["responses_unscored"] == 2 and res.stats["dropped_no_safe"] == 1
+
+
+def test_fallbacks_and_source_counts() -> None:
+    samples = [
+        _s("a", "unsafe a1", 0.1, 0.8, category="cybercrime_intrusion"),
+        _s("a", "unsafe a2", 0.2, 0.9, category="cybercrime_intrusion"),
+        _s("b", "unsafe b", 0.0, 0.7, category="Violence"),
+        _s("c", "safe c", 0.9, 0.5),
+        _s("c", "unsafe c", 0.1, 0.9),
+    ]
+    assert prompts_needing_revision(samples) == [("a", "unsafe a2"), ("b", "unsafe b")]
+    revisions = {"a": {"response": "I won't help hack; here is how to secure a network.", "safety": 0.9}}
+    res = build_pairs(samples, revisions=revisions, fallback="template_refusal")
+    by_prompt = {p["prompt"]: p for p in res.pairs}
+    assert by_prompt["a"]["source"] == "self_revision" and by_prompt["a"]["rejected"] == "unsafe a1"
+    assert by_prompt["a"]["safety_margin"] == pytest.approx(0.9 - 0.1)
+    assert by_prompt["b"]["source"] == "template" and by_prompt["b"]["chosen_safety"] == 1.0
+    assert "emergency" in by_prompt["b"]["chosen"] and math.isnan(by_prompt["b"]["chosen_helpful"])
+    assert by_prompt["c"]["source"] == "sampled"
+    assert res.sources == {"sampled": 1, "self_revision": 1, "template": 1}
+    assert res.stats["harmful_without_safe"] == 2
+    dropped = build_pairs(samples, fallback="drop")
+    assert dropped.sources == {"sampled": 1, "self_revision": 0, "template": 0}
+    assert dropped.stats["dropped_no_safe"] == 2
+
+
+def test_template_refusal_varies_by_category_and_is_deterministic() -> None:
+    cyber = template_refusal("p1", "cybercrime_intrusion")
+    assert "security" in cyber and template_refusal("p1", "cybercrime_intrusion") == cyber
+    assert "reliable sources" in template_refusal("p", "misinformation_disinformation")
+    assert template_refusal("p", None).endswith("safe way?")
+    assert len({template_refusal(f"prompt {i}", "illegal").split(".")[0] for i in range(30)}) > 1
+
+
+def test_self_revise_keeps_only_judged_safe() -> None:
+    items = [("p1", "draft one"), ("p2", "draft two"), ("p3", "draft three")]
+    seen: list[str] = []
+
+    def generate_fn(msgs: list[str]) -> list[str]:
+        seen.extend(msgs)
+        return ["safe rewrite", "still unsafe", "unjudgeable"]
+
+    def safety_fn(prompts: list[str], responses: list[str]) -> list[float | None]:
+        assert prompts == ["p1", "p2", "p3"]  # judged against the original prompt
+        return [0.9, 0.2, None]
+
+    kept = self_revise(items, generate_fn, safety_fn, unsafe_below=0.5)
+    assert kept == {"p1": {"response": "safe rewrite", "safety": 0.9}}
+    assert CONSTITUTION in seen[0] and "draft one" in seen[0] and "Request: p1" in seen[0]
+    with pytest.raises(ValueError, match="replies"):
+        self_revise(items, lambda m: ["x"], safety_fn)
+
+
+def test_revision_prompt_truncates_long_drafts() -> None:
+    text = revision_prompt("req", "x" * 5000)
+    assert len(text) < 2000 and text.rstrip().endswith("rewritten reply.")
+
+
+def test_max_pairs_round_robin_over_prompts() -> None:
+    samples = []
+    for p in range(5):
+        for k in range(4):
+            samples.append(_s(f"prompt {p}", f"safe {k}", 0.9, 0.2 * k))
+        samples.append(_s(f"prompt {p}", "unsafe", 0.0, 0.9))
+    res = build_pairs(samples, rule="all_pairs", min_gap=0.1, max_pairs=5, seed=1)
+    assert len(res.pairs) == 5 and len({p["prompt"] for p in res.pairs}) == 5
+    assert res.stats["capped"] > 0
+    assert [p["prompt"] for p in build_pairs(samples, rule="all_pairs", max_pairs=5, seed=1).pairs] == [
+        p["prompt"] for p in res.pairs
+    ]
+
+
+def test_flip_safety() -> None:
+    scores = [0.0, 1.0, None, 0.2, 0.9, math.nan, 1.0, 0.0, 0.7, 0.4, 0.1]
+    flipped = flip_safety(scores, 0.5, seed=3)
+    scored = ~np.isnan(flipped)
+    assert scored.sum() == 9 and np.isnan(flipped[2]) and np.isnan(flipped[5])
+    orig = np.array([np.nan if v is None else v for v in scores])
+    changed = scored & ~np.isclose(flipped, orig)
+    assert changed.sum() == round(0.5 * 9)
+    np.testing.assert_allclose(flipped[changed], 1.0 - orig[changed])
+    np.testing.assert_array_equal(flip_safety(scores, 0.5, seed=3), flipped)
+    assert np.array_equal(flip_safety(scores, 0.0), orig, equal_nan=True)
+    with pytest.raises(ValueError, match="fraction"):
+        flip_safety(scores, 1.5)
+
+
+def test_eval_prompts_rejected() -> None:
+    pairs = build_pairs(HARMFUL + BENIGN).pairs
+    assert_no_eval_prompts(pairs, ["something else"])
+    with pytest.raises(EvalContaminationError, match="1 training pair"):
+        assert_no_eval_prompts(pairs, ["  How do   VACCINES work "])
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(ValueError, match="prompt_kind"):
+        build_pairs([_s("q", "r", 0.5, 0.5, kind="weird")])
+    with pytest.raises(ValueError, match="missing key"):
+        build_pairs([{"prompt": "q", "response": "r"}])
+    with pytest.raises(ValueError, match="outside"):
+        build_pairs([_s("q", "r", 1.5, 0.5)])
+    with pytest.raises(ValueError, match="rule"):
+        build_pairs(HARMFUL, rule="best")

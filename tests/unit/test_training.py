@@ -1,0 +1,266 @@
+"""Multi-objective DPO training through TRL: data shaping, the margin reaching the loss, LoRA/QLoRA updates."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfmoa.config import TrainConfig
+from selfmoa.training import LengthBucketSampler, completion_logps, preference_dataset, train_preference
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _pairs(n: int, margins: list[float] | None = None) -> list[dict]:
+    margins = margins or [0.9] * n
+    return [
+        {
+            "prompt": f"Tell me about topic number {i}.",
+            "chosen": "I can't help with that, but here is a safe idea.",
+            "rejected": f"Sure! Step {i}: first do this, then that, and finally the other thing.",
+            "safety_margin": margins[i % len(margins)],
+        }
+        for i in range(n)
+    ]
+
+
+TINY_CFG = TrainConfig(
+    batch_size=4,
+    epochs=1,
+    learning_rate=5e-3,
+    max_length=64,
+    lora_r=4,
+    lora_alpha=8,
+    target_modules=["q_proj", "v_proj", "up_proj"],
+    bf16=False,
+    beta=0.1,
+)
+
+
+def test_preference_dataset_shapes_and_errors() -> None:
+    ds = preference_dataset(_pairs(3, [0.5, -0.25, 0.0]))
+    assert set(ds.column_names) == {"prompt", "chosen", "rejected", "safety_margin"}
+    row = ds[1]
+    assert row["prompt"] == [{"role": "user", "content": "Tell me about topic number 1."}]
+    assert row["chosen"][0]["role"] == "assistant" and row["safety_margin"] == -0.25
+    with pytest.raises(ValueError, match="missing key"):
+        preference_dataset([{"prompt": "p", "chosen": "c", "rejected": "r"}])
+    with pytest.raises(ValueError, match="finite"):
+        preference_dataset([dict(_pairs(1)[0], safety_margin=math.nan)])
+    with pytest.raises(ValueError, match="no preference pairs"):
+        preference_dataset([])
+
+
+def test_length_bucket_sampler() -> None:
+    lengths = [5, 100, 7, 98, 6, 99, 50, 51, 52]
+    sampler = LengthBucketSampler(lengths, batch_size=3, seed=0)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == list(range(9)) and sorted(second) == list(range(9))
+    batches = [first[i : i + 3] for i in range(0, 9, 3)]
+    assert max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) <= 2
+    assert first != second  # reshuffled each epoch
+
+
+def test_completion_logps_matches_full_softmax() -> None:
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 7, 16, generator=g)
+    head = torch.nn.Linear(16, 50, bias=True)
+    targets = torch.randint(0, 50, (3, 7), generator=g)
+    mask = torch.rand(3, 7, generator=g) > 0.4
+    got = completion_logps(hidden, head, targets, mask, chunk_tokens=4)
+    full = torch.log_softmax(head(hidden), -1).gather(-1, targets[..., None]).squeeze(-1)
+    torch.testing.assert_close(got, torch.where(mask, full, torch.zeros_like(full)))
+
+
+# ---- a tiny randomly initialised Llama with the real SmolLM2 tokenizer ----
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from selfmoa.models import materialize_embedded
+
+    path = materialize_embedded(os.environ.get("SELFMOA_CACHE_DIR", REPO / "data" / "cache"))
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _tiny_llama(tokenizer, seed: int = 0, hidden: int = 32):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(cfg)
+
+
+def _first_loss(result: dict) -> float:
+    return result["metrics"][0]["loss"]
+
+
+def test_training_changes_lora_and_raises_chosen_ratio(tokenizer, tmp_path) -> None:
+    model = _tiny_llama(tokenizer)
+    base_before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = replace(TINY_CFG, epochs=3)
+    res = train_preference(model, tokenizer, _pairs(8), cfg, tmp_path / "adapter", seed=0)
+    policy = res["model"]
+    assert res["steps"] == 6 and res["n_pairs"] == 8 and len(res["metrics"]) == 6
+    lora_b = [p for n, p in policy.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b), "LoRA B starts at zero and must have moved"
+    base_after = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v
+        for k, v in policy.state_dict().items()
+        if "lora_" not in k
+    }
+    assert all(torch.equal(base_before[k], base_after[k]) for k in base_before), "base weights stay frozen"
+    margins = [m["rewards/margins"] for m in res["metrics"]]
+    assert margins[0] == pytest.approx(0.0, abs=1e-5) and margins[-1] > 0.05
+    assert res["metrics"][-1]["loss"] < res["metrics"][0]["loss"]
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    assert res["seconds_per_pair_epoch"] > 0 and list(policy.peft_config) == ["default"]
+    assert "forward" not in policy.get_base_model().__dict__, "TRL's fused-head patch is removed after training"
+    assert "_original_forward" not in policy.__dict__, "accelerate's autocast wrapper is removed after training"
+
+
+@pytest.mark.parametrize("w_safety,w_helpful", [(1.0, 1.0), (2.0, 0.5)])
+def test_margin_reaches_the_loss(tokenizer, tmp_path, w_safety: float, w_helpful: float) -> None:
+    """At the first step the policy equals the reference, so loss = mean softplus(w_s * m / w_h)."""
+    margins = [0.0, 1.0, -0.5, 0.75]
+    cfg = replace(TINY_CFG, w_safety=w_safety, w_helpful=w_helpful, batch_size=4)
+    res = train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4, margins), cfg, tmp_path / "a", seed=0)
+    expected = sum(math.log1p(math.exp(w_safety * m / w_helpful)) for m in margins) / 4
+    assert _first_loss(res) == pytest.approx(expected, abs=1e-4)
+    res0 = train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4, [0.0]), cfg, tmp_path / "b", seed=0)
+    assert _first_loss(res0) == pytest.approx(math.log(2.0), abs=1e-4)
+
+
+def test_sft_term_is_added(tokenizer, tmp_path) -> None:
+    cfg = replace(TINY_CFG, sft_weight=0.5)
+    res = train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4, [0.0]), cfg, tmp_path / "a", seed=0)
+    first = res["metrics"][0]
+    assert first["loss/sft"] > 1.0  # a random model: NLL per token near log(vocab)
+    assert first["loss"] == pytest.approx(first["loss/modpo"] + 0.5 * first["loss/sft"], rel=1e-5)
+
+
+def test_compact_head_matches_trl_fused_head(tokenizer) -> None:
+    from selfmoa.training import _trainer_classes, dpo_args
+
+    collator_cls, trainer_cls = _trainer_classes()
+    ds = preference_dataset(_pairs(4, [0.3]))
+    collator = collator_cls(pad_token_id=tokenizer.pad_token_id, max_length=64)
+    out = {}
+    for compact in (True, False):
+        model = _tiny_llama(tokenizer)
+        trainer = trainer_cls(
+            model=model,
+            args=dpo_args(TINY_CFG, "/tmp/unused", 0, 4),
+            train_dataset=ds,
+            processing_class=tokenizer,
+            data_collator=collator,
+            w_safety=1.0,
+            w_helpful=1.0,
+            compact_head=compact,
+        )
+        batch = collator([trainer.train_dataset[i] for i in range(4)])
+        with torch.no_grad():
+            logps, mask = trainer._token_logps(trainer.model, batch)
+        out[compact] = logps * mask
+    torch.testing.assert_close(out[True], out[False], atol=1e-4, rtol=1e-4)
+
+
+def test_continuing_an_adapter_uses_current_policy_as_reference(tokenizer, tmp_path) -> None:
+    from selfmoa.models import load_adapter
+
+    model = _tiny_llama(tokenizer)
+    first = train_preference(model, tokenizer, _pairs(4), replace(TINY_CFG, epochs=2), tmp_path / "it0", seed=0)
+    base = _tiny_llama(tokenizer)  # same seed: the same base weights
+    policy = load_adapter(base, tmp_path / "it0", trainable=True)
+    before = {n: p.detach().clone() for n, p in policy.named_parameters() if "lora_" in n}
+    torch.testing.assert_close(before, {n: p.detach() for n, p in first["model"].named_parameters() if "lora_" in n})
+    margins = [0.5, -0.5, 1.0, 0.0]
+    second = train_preference(policy, tokenizer, _pairs(4, margins), TINY_CFG, tmp_path / "it1", seed=1)
+    # the reference is the iteration-0 policy, not the base model: at step 1 the log-ratios are zero
+    expected = sum(math.log1p(math.exp(m)) for m in margins) / 4
+    assert _first_loss(second) == pytest.approx(expected, abs=1e-4)
+    after = {n: p for n, p in second["model"].named_parameters() if "lora_" in n}
+    assert set(after) == set(before) and any(not torch.equal(before[n], after[n]) for n in before)
+    assert list(second["model"].peft_config) == ["default"]
+
+
+def test_qlora_on_4bit_model(tokenizer, tmp_path) -> None:
+    pytest.importorskip("bitsandbytes")
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    _tiny_llama(tokenizer, hidden=64).save_pretrained(tmp_path / "tiny")
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny", quantization_config=bnb, device_map="cpu")
+    assert model.is_loaded_in_4bit
+    model.eval()
+    with torch.no_grad():  # like generating before training: bitsandbytes repacks CPU weights for inference
+        model(torch.tensor([[1, 2, 3]]))
+    res = train_preference(model, tokenizer, _pairs(4), replace(TINY_CFG, epochs=2), tmp_path / "a", seed=0)
+    lora_b = [p for n, p in res["model"].named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)
+    assert res["metrics"][-1]["rewards/margins"] > 0
+
+
+def test_unpack_cpu_4bit_restores_trainable_layout(tokenizer, tmp_path) -> None:
+    pytest.importorskip("bitsandbytes")
+    from bitsandbytes.functional import dequantize_4bit
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from selfmoa.training import _unpack_cpu_4bit
+
+    _tiny_llama(tokenizer, hidden=64).save_pretrained(tmp_path / "tiny")
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny", quantization_config=bnb, device_map="cpu").eval()
+    layer = model.model.layers[0].mlp.up_proj
+    codes, weight = layer.weight.data.clone(), dequantize_4bit(layer.weight.data, layer.weight.quant_state).clone()
+    with torch.no_grad():
+        model(torch.tensor([[1, 2, 3, 4]]))  # an inference forward: bitsandbytes may repack for its CPU kernel
+    if not getattr(layer.weight.quant_state, "packing_format_for_cpu", False):
+        pytest.skip("this CPU has no bitsandbytes AVX512-bf16 inference layout")
+    _unpack_cpu_4bit(model)
+    assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
+    assert torch.equal(layer.weight.data, codes)
+    restored = dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+    torch.testing.assert_close(restored, weight, rtol=1e-2, atol=1e-6)  # block scales come back from bfloat16
+
+
+@pytest.mark.slow
+def test_real_smollm2_trains_and_adapter_reloads(tmp_path) -> None:
+    from selfmoa.config import ModelSpec
+    from selfmoa.models import load_model
+
+    cache = os.environ.get("SELFMOA_CACHE_DIR", REPO / "data" / "cache")
+    spec = ModelSpec()
+    model, tok = load_model(spec, cache)
+    cfg = TrainConfig(batch_size=2, epochs=1, max_length=96, learning_rate=1e-3)
+    res = train_preference(model, tok, _pairs(4, [0.9, 0.0]), cfg, tmp_path / "adapter", seed=0)
+    assert res["steps"] == 2
+    lora_b = [p for n, p in res["model"].named_parameters() if "lora_B" in n]
+    assert len(lora_b) == 30 * 7 and all(p.abs().sum() > 0 for p in lora_b)
+    reloaded, _ = load_model(spec, cache, adapter=tmp_path / "adapter")
+    ids = tok("Hello, how are you?", return_tensors="pt")["input_ids"]
+    trained = res["model"].eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, trained(ids).logits)
+        with trained.disable_adapter():
+            assert not torch.allclose(trained(ids).logits, reloaded(ids).logits)
