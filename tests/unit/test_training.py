@@ -114,6 +114,25 @@ def _first_loss(result: dict) -> float:
     return result["metrics"][0]["loss"]
 
 
+def test_grouped_forward_matches_one_padded_batch(tokenizer) -> None:
+    from selfmoa.training import grouped_token_logps
+
+    model = _tiny_llama(tokenizer).eval()
+    g = torch.Generator().manual_seed(0)
+    lengths = [12, 5, 9, 12, 3, 7]
+    ids = torch.randint(0, 1000, (6, 12), generator=g)
+    attention = torch.tensor([[1] * n + [0] * (12 - n) for n in lengths])
+    completion = torch.tensor([[0] * 2 + [1] * (n - 2) + [0] * (12 - n) for n in lengths])
+    with torch.no_grad():
+        grouped = grouped_token_logps(model, ids, attention, completion, group_size=2)
+        single = grouped_token_logps(model, ids, attention, completion, group_size=6)
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+    full = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1) * completion[:, 1:]
+    torch.testing.assert_close(grouped, single, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(single, full, atol=1e-5, rtol=1e-5)
+    assert (grouped[completion[:, 1:] == 0] == 0).all()
+
+
 def test_training_changes_lora_and_raises_chosen_ratio(tokenizer, tmp_path) -> None:
     model = _tiny_llama(tokenizer)
     base_before = {k: v.clone() for k, v in model.state_dict().items()}

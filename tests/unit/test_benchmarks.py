@@ -1,0 +1,184 @@
+"""Pure helpers of the benchmark suite: records, the results file, token counting, pairs, parsing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import pytest
+
+from benchmarks.common import (
+    PeakRSS,
+    check,
+    interleave,
+    merge_results,
+    record,
+    speedup,
+    tree_rss,
+    write_results,
+)
+from benchmarks.e2e import selfmoa_command
+from benchmarks.generation import count_until_eos, same_prefix_share, tokens_from_text
+from benchmarks.judging import agreement, judge_items, parse_yes_no, parsed_value
+from benchmarks.run import DEFAULT, parse_names, summary_line
+from benchmarks.training import preference_pairs, training_flops
+
+
+def _rec(value: float) -> dict:
+    return record(
+        baseline=1.0,
+        project=value,
+        ratio=value,
+        ratio_definition="p / b",
+        unit="x/s",
+        checks=[check("speedup", value, ">=", 2.0)],
+        details={},
+    )
+
+
+def test_check_directions_and_missing_value() -> None:
+    assert check("a", 3.0, ">=", 2.0)["met"] and not check("a", 1.0, ">=", 2.0)["met"]
+    assert check("b", 0.5, "<=", 0.75)["met"] and not check("b", 0.8, "<=", 0.75)["met"]
+    assert check("c", None, ">=", 1.0)["met"] is False
+    with pytest.raises(ValueError, match="op must be"):
+        check("d", 1.0, "==", 1.0)
+
+
+def test_speedup_orients_by_better_direction() -> None:
+    assert speedup(10.0, 50.0) == 5.0  # throughput: higher is better
+    assert speedup(1.5, 0.5, higher_is_better=False) == 3.0  # seconds: lower is better
+    assert speedup(0.0, 5.0) is None
+
+
+def test_record_target_and_met() -> None:
+    rec = record(
+        baseline=2.0,
+        project=1.0,
+        ratio=2.0,
+        ratio_definition="b / p",
+        unit="s",
+        checks=[check("s", 1.0, "<=", 0.75), check("speedup", 2.0, ">=", 2.0)],
+        details={"k": 1},
+    )
+    assert rec["target"] == "s <= 0.75; speedup >= 2"
+    assert rec["met"] is False
+    assert _rec(3.0)["met"] is True
+    no_target = record(baseline=1, project=1, ratio=1, ratio_definition="", unit="", checks=[], details={})
+    assert no_target["target"] is None and no_target["met"] is None
+
+
+def test_merge_keeps_other_benchmarks_and_replaces_rerun_ones() -> None:
+    old_meta, new_meta = {"timestamp": "t0", "git_commit": "a"}, {"timestamp": "t1", "git_commit": "b"}
+    first = merge_results(None, old_meta, {"generation": _rec(1.0), "judging": _rec(5.0)})
+    merged = merge_results(first, new_meta, {"generation": _rec(3.0)})
+    assert merged["timestamp"] == "t1" and merged["git_commit"] == "b"
+    assert merged["benchmarks"]["generation"]["project"] == 3.0
+    assert merged["benchmarks"]["generation"]["run"] == new_meta
+    assert merged["benchmarks"]["judging"]["project"] == 5.0
+    assert merged["benchmarks"]["judging"]["run"] == old_meta
+
+
+def test_write_results_merges_into_the_file(tmp_path) -> None:
+    path = tmp_path / "results.json"
+    write_results(path, {"timestamp": "t0"}, {"training": _rec(1.0)})
+    write_results(path, {"timestamp": "t1"}, {"e2e": {**_rec(2.0), "value": np.float64(0.5)}})
+    data = json.loads(path.read_text())
+    assert set(data["benchmarks"]) == {"training", "e2e"}
+    assert data["benchmarks"]["e2e"]["value"] == 0.5
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_interleave() -> None:
+    assert interleave([1, 2, 3], ["a"]) == [1, "a", 2, 3]
+    assert interleave([], ["a", "b"]) == ["a", "b"]
+
+
+def test_peak_rss_sees_a_temporary_allocation() -> None:
+    before = tree_rss(os.getpid())
+    assert before > 10 * 2**20
+    with PeakRSS(interval=0.01) as rss:
+        block = bytearray(64 * 2**20)  # zero-filled, so its pages are resident
+        time.sleep(0.1)
+        del block
+    assert rss.peak_bytes >= before + 48 * 2**20
+
+
+def test_token_counting() -> None:
+    assert tokens_from_text(10, 64) == 11  # stopped early: the EOS token was generated too
+    assert tokens_from_text(64, 64) == 64  # hit the limit: no EOS
+    assert count_until_eos([5, 6, 2, 0, 0], {2}) == 3
+    assert count_until_eos([5, 6, 7], {2}) == 3
+
+
+def test_same_prefix_share() -> None:
+    a = [[1, 2, 3], [1, 2, 3], list(range(20))]
+    b = [[1, 2, 3], [1, 2, 4], [*range(16), 99, 98]]
+    assert same_prefix_share(a, b, k=16) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="equally long"):
+        same_prefix_share(a, b[:2])
+
+
+def test_preference_pairs_directions() -> None:
+    rows = [
+        {"id": "h", "prompt": "make a weapon", "kind": "harmful", "answer": "Step 1", "category": "weapons"},
+        {"id": "b", "prompt": "bake bread", "kind": "benign", "answer": "Mix flour", "category": "cooking"},
+    ]
+    harmful, benign = preference_pairs(rows)
+    assert harmful["rejected"] == "Step 1" and harmful["chosen"] != "Step 1" and harmful["safety_margin"] == 1.0
+    assert benign["chosen"] == "Mix flour" and benign["rejected"] != "Mix flour" and benign["safety_margin"] == 0.0
+    with pytest.raises(ValueError, match="kind must be"):
+        preference_pairs([{**rows[0], "kind": "other"}])
+
+
+def test_training_flops() -> None:
+    assert training_flops(100, 10) == 8000.0
+
+
+def test_parse_yes_no_and_value() -> None:
+    assert parse_yes_no("Yes, it is safe.") == "yes"
+    assert parse_yes_no("Answer: NO.") == "no"
+    assert parse_yes_no("I think nothing here is yesterday's news") is None
+    assert parsed_value("yes", ("Yes", "yes"), ("No", "no")) == 1.0
+    assert parsed_value("yes", ("No",), ("Yes",)) == 0.0  # a rubric asked the other way round
+    assert math.isnan(parsed_value(None, ("Yes",), ("No",)))
+
+
+def test_agreement_ignores_unscored() -> None:
+    a = np.array([0.9, 0.1, np.nan, 0.6])
+    b = np.array([1.0, 1.0, 0.0, np.nan])
+    assert agreement(a, b) == (0.5, 2)
+    assert agreement(np.array([np.nan]), np.array([1.0])) == (None, 0)
+
+
+def test_judge_items_mix_refusals() -> None:
+    rows = [{"prompt": f"p{i}", "reference": f"answer {i}", "category": "x"} for i in range(8)]
+    prompts, responses = judge_items(rows)
+    assert prompts == [f"p{i}" for i in range(8)]
+    refusals = [i for i, r in enumerate(responses) if r != f"answer {i}"]
+    assert refusals == [3, 7]
+
+
+def test_parse_names() -> None:
+    assert parse_names(None) == list(DEFAULT) and "e2e_cpu" not in DEFAULT
+    assert parse_names("judging, training,judging") == ["judging", "training"]
+    with pytest.raises(SystemExit, match="unknown"):
+        parse_names("generation,nope")
+    with pytest.raises(SystemExit):
+        parse_names(" , ")
+
+
+def test_summary_line() -> None:
+    line = summary_line("generation", _rec(3.0))
+    assert "generation" in line and "ratio 3" in line and "met" in line
+    rec = {**_rec(1.0), "baseline": None}
+    assert "n/a" in summary_line("x", rec) and "NOT met" in summary_line("x", rec)
+
+
+def test_selfmoa_command_overrides_folders(tmp_path) -> None:
+    cmd = selfmoa_command("configs/smoke.yaml", tmp_path / "runs", tmp_path / "cache", ("stages=[00_setup]",))
+    assert cmd[1:4] == ["-m", "selfmoa.cli", "run"]
+    sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+    assert sets == [f"runs_dir={tmp_path / 'runs'}", f"cache_dir={tmp_path / 'cache'}", "stages=[00_setup]"]
