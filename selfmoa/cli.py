@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--log-output", action="store_true", help="stream notebook output")
     p_status = sub.add_parser("status", help="which stages of a run are complete")
     _common(p_status)
+    p_judges = sub.add_parser("judges", help="validate the train and eval judges on held-out labelled answers")
+    _common(p_judges)
     p_cfg = sub.add_parser("config", help="list every config key with its default and help")
     p_cfg.add_argument("--check", metavar="PATH", help="validate a config file and exit")
     args = parser.parse_args(argv)
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             for key, default, help_ in C.describe():
                 print(f"{key:32s} {default:28s} {help_}")
             return 0
+        if args.cmd == "judges":
+            return _judges(args.config, args.overrides)
         from selfmoa import pipeline
 
         if args.cmd == "status":
@@ -70,6 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     except (C.ConfigError, RuntimeError, ValueError) as err:
         print(f"selfmoa: error: {err}", file=sys.stderr)
         return 2
+
+
+def _judges(config_path: str, overrides: list[str]) -> int:
+    """Write data/results/<profile>/judges.csv (accuracy, F1, AUROC of every judge and ensemble)."""
+    from selfmoa import loop
+    from selfmoa.paths import resolve_path, results_dir
+
+    cfg = C.load(resolve_path(config_path), overrides)
+    judge_lm = (
+        loop.load_judge_lm(cfg) if loop.needs_judge_lm(cfg, "train") or loop.needs_judge_lm(cfg, "eval") else None
+    )
+    table = loop.validate_judges(cfg, judge_lm)
+    out = results_dir(cfg.profile) / "judges.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    cols = ["configuration", "aspect", "judge", "n", "accuracy", "f1", "auroc", "unscored_fraction"]
+    print(table[cols].round(3).to_string(index=False))
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
