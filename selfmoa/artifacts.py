@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # Config sections each stage reads (upstream changes reach it through the upstream keys).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "00_setup": ("policy",),
-    "01_safety_reset": ("policy", "reset", "judge", "seed"),
+    "01_safety_reset": ("policy", "reset", "judge", "sampling", "seed"),
     "02_redteam": ("attacker", "redteam", "sampling", "judge", "seed"),
     "03_sample": ("sampling", "seed"),
     "04_judge": ("judge",),
