@@ -302,12 +302,14 @@ def _trainer_classes() -> tuple[type, type]:
                 return out.log_probs[:, -shift_mask.size(1) :], shift_mask
             unwrapped = self.accelerator.unwrap_model(model)
             causal_lm = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
-            autocast_on = torch.is_autocast_enabled(inputs["input_ids"].device.type)
-            # Under autocast, PEFT's cast of each LoRA input to the (float32) adapter dtype is a wasted copy.
-            with self.accelerator.autocast(), disable_input_dtype_casting(unwrapped, active=autocast_on):
-                logps = grouped_token_logps(
-                    causal_lm, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
-                )
+            # The backbone is called directly (not through accelerate's wrapped forward), so autocast is entered
+            # here. Under autocast, PEFT's cast of each LoRA input to the float32 adapter dtype is a wasted copy.
+            with self.accelerator.autocast():
+                autocast_on = torch.is_autocast_enabled(inputs["input_ids"].device.type)
+                with disable_input_dtype_casting(unwrapped, active=autocast_on):
+                    logps = grouped_token_logps(
+                        causal_lm, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+                    )
             return logps, shift_mask
 
         def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> tuple[Any, Any]:

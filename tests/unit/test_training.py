@@ -170,6 +170,28 @@ def test_margin_reaches_the_loss(tokenizer, tmp_path, w_safety: float, w_helpful
     assert _first_loss(res0) == pytest.approx(math.log(2.0), abs=1e-4)
 
 
+def test_bf16_autocast_reaches_the_backbone(tokenizer, tmp_path, monkeypatch) -> None:
+    """With bf16 on, every policy forward runs under autocast, without PEFT's float32 cast of LoRA inputs."""
+    from peft.tuners.lora import LoraLayer
+
+    from selfmoa import training
+
+    seen: list[tuple[bool, bool]] = []
+    restore = training._restore_lora_dropout
+
+    def restore_and_watch(model) -> None:  # runs once the trainer holds the LoRA model, before training
+        restore(model)
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                module.register_forward_pre_hook(
+                    lambda m, _: seen.append((torch.is_autocast_enabled("cpu"), m.cast_input_dtype_enabled))
+                )
+
+    monkeypatch.setattr(training, "_restore_lora_dropout", restore_and_watch)
+    train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4), replace(TINY_CFG, bf16=True), tmp_path, seed=0)
+    assert seen and all(autocast and not cast for autocast, cast in seen)
+
+
 def test_sft_term_is_added(tokenizer, tmp_path) -> None:
     cfg = replace(TINY_CFG, sft_weight=0.5)
     res = train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4, [0.0]), cfg, tmp_path / "a", seed=0)
