@@ -3,9 +3,10 @@
 Same prompts (harmful and benign, from the packaged data), greedy, same chat template, `max_new_tokens`
 new tokens. Baseline: the model in float32, one prompt per `model.generate` call. Project:
 `selfmoa.generation.generate` with the model in bfloat16, length-sorted batches, no on-disk cache (the
-KV cache of `model.generate` is on in both). Throughput counts only generated tokens up to and including
-the first end-of-sequence token (padding after it is not work done), counted the same way for both paths
-from the returned text (`tokens_from_text`).
+KV cache of `model.generate` is on in both). The two paths alternate batch by batch (`rounds`), so
+background load on a shared machine hits both alike. Throughput counts only generated tokens up to and
+including the first end-of-sequence token (padding after it is not work done), counted the same way for
+both paths from the returned text (`tokens_from_text`).
 
 Also: one-stream bf16 tokens/s against the memory-bandwidth limit (measured read bandwidth / bytes of
 weights read per token), and whether bf16 + batching changes outputs: the share of answers whose first
@@ -14,13 +15,10 @@ weights read per token), and whether bf16 + batching changes outputs: the share 
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
 from benchmarks.common import check, load_policy, memory_bandwidth, mixed_prompts, record, speedup, timed
-
-log = logging.getLogger(__name__)
 
 PREFIX_TOKENS = 16
 
@@ -77,6 +75,18 @@ def naive_generate(model: Any, tok: Any, prompts: list[str], max_new_tokens: int
     return texts, counts
 
 
+def rounds(tok: Any, prompts: list[str], batch_size: int) -> list[list[int]]:
+    """Prompt indices in the project's own length-sorted batches; both paths run round by round.
+
+    Alternating the two paths batch by batch exposes both to the same background load, and `generate`
+    called on one such batch does exactly the work it does for that batch in a call on all prompts.
+    """
+    from selfmoa.generation import chat_texts, length_sorted_batches
+
+    lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in chat_texts(tok, prompts)]
+    return length_sorted_batches(lengths, batch_size)
+
+
 def _ids(tok: Any, texts: list[str]) -> list[list[int]]:
     return [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
 
@@ -100,17 +110,24 @@ def run(quick: bool = False) -> dict[str, Any]:
     bandwidth = memory_bandwidth(1 << 28 if quick else 1 << 30)
 
     model32, tok = load_policy("float32")
-    (base_texts, exact_counts), base_s = timed(naive_generate, model32, tok, prompts, max_new)
-    del model32
-    base_tokens = _generated_tokens(tok, base_texts, max_new)
-
     model16, tok16 = load_policy("bfloat16")
     kw = {"max_new_tokens": max_new, "progress": False}
-    proj_out, proj_s = timed(generate, model16, tok16, prompts, batch_size=batch_size, **kw)
-    proj_texts = [o[0] for o in proj_out]
+    base_texts, proj_texts = [""] * n_prompts, [""] * n_prompts
+    exact_tokens, base_s, proj_s = 0, 0.0, 0.0
+    for batch in rounds(tok16, prompts, batch_size):
+        chunk = [prompts[i] for i in batch]
+        (texts, counts), seconds = timed(naive_generate, model32, tok, chunk, max_new)
+        base_s, exact_tokens = base_s + seconds, exact_tokens + sum(counts)
+        outs, seconds = timed(generate, model16, tok16, chunk, batch_size=batch_size, **kw)
+        proj_s += seconds
+        for i, b, o in zip(batch, texts, outs, strict=True):
+            base_texts[i], proj_texts[i] = b, o[0]
+    del model32
+    base_tokens = _generated_tokens(tok, base_texts, max_new)
     proj_tokens = _generated_tokens(tok16, proj_texts, max_new)
     stream_out, stream_s = timed(generate, model16, tok16, prompts[:n_stream], batch_size=1, **kw)
-    stream_tokens = _generated_tokens(tok16, [o[0] for o in stream_out], max_new)
+    stream_texts = [o[0] for o in stream_out]
+    stream_tokens = _generated_tokens(tok16, stream_texts, max_new)
     weight_bytes = sum(p.numel() * p.element_size() for p in model16.parameters())
 
     base_tps, proj_tps, stream_tps = base_tokens / base_s, proj_tokens / proj_s, stream_tokens / stream_s
@@ -122,7 +139,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "n_prompts": n_prompts,
         "max_new_tokens": max_new,
         "project_batch_size": batch_size,
-        "baseline": {"dtype": "float32", "seconds": base_s, "tokens": base_tokens, "tokens_exact": sum(exact_counts)},
+        "baseline": {"dtype": "float32", "seconds": base_s, "tokens": base_tokens, "tokens_exact": exact_tokens},
         "project": {"dtype": "bfloat16", "seconds": proj_s, "tokens": proj_tokens},
         "one_stream_bf16": {
             "n_prompts": n_stream,
@@ -137,6 +154,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         "quality": {
             f"identical_first_{PREFIX_TOKENS}_tokens_share": same_prefix_share(
                 _ids(tok, base_texts), _ids(tok, proj_texts)
+            ),
+            # the same comparison without batching isolates the effect of bf16 alone
+            f"identical_first_{PREFIX_TOKENS}_tokens_share_one_stream_bf16": same_prefix_share(
+                _ids(tok, base_texts[:n_stream]), _ids(tok, stream_texts)
             ),
             "refusal_rate_fp32_baseline": r32,
             "refusal_rate_bf16_project": r16,

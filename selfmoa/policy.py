@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from selfmoa.artifacts import file_hash
 from selfmoa.config import RunConfig
 from selfmoa.models import load_adapter, load_model, merge_adapter
 from selfmoa.paths import stage_dir
@@ -42,7 +43,14 @@ def _merged(cfg: RunConfig, chain: list[Path]) -> tuple[Any, Any]:
     model, tok = load_model(spec, cfg.cache_dir)
     for path in chain:
         model = merge_adapter(load_adapter(model, path))
+    # merging drops the adapter from the model object; keep its identity for generation cache keys
+    model.selfmoa_adapter_ids = adapter_ids(chain)
     return model, tok
+
+
+def adapter_ids(chain: list[Path]) -> list[str]:
+    """Identity of each merged adapter (folder + content hash), in merge order, for generation cache keys."""
+    return [f"{i}:{path}#{file_hash(path)}" for i, path in enumerate(chain)]
 
 
 def load_policy(cfg: RunConfig, run: Path, iteration: int, upto_reset_only: bool = False) -> tuple[Any, Any]:
@@ -68,4 +76,6 @@ def load_policy(cfg: RunConfig, run: Path, iteration: int, upto_reset_only: bool
         tok.save_pretrained(target)
         del model
     spec = dataclasses.replace(cfg.policy, name=str(target))
-    return load_model(spec, cfg.cache_dir)
+    model, tok = load_model(spec, cfg.cache_dir)
+    model.selfmoa_adapter_ids = adapter_ids(chain)
+    return model, tok
