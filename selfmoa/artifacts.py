@@ -38,13 +38,14 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "05_pairs": ("pairs", "judge", "sampling", "seed"),
     "06_align": ("train", "seed"),
     "07_evaluate": ("eval", "judge", "iterations"),
+    "07b_variants": ("study", "train", "pairs", "judge", "eval", "seed"),
     "08_report": (),
 }
 
 
 LOOP_STAGES = ("02_redteam", "03_sample", "04_judge", "05_pairs", "06_align")
 ONCE_BEFORE = ("00_setup", "01_safety_reset")
-ONCE_AFTER = ("07_evaluate", "08_report")
+ONCE_AFTER = ("07_evaluate", "07b_variants", "08_report")
 
 
 def dependencies(stage: str, iteration: int | None, iterations: int) -> list[tuple[str, int | None]]:
@@ -60,7 +61,8 @@ def dependencies(stage: str, iteration: int | None, iterations: int) -> list[tup
         "05_pairs": [("04_judge", t), prev_policy],
         "06_align": [("05_pairs", t), prev_policy],
         "07_evaluate": [("01_safety_reset", None)] + [("06_align", i) for i in range(iterations)],
-        "08_report": [("07_evaluate", None)],
+        "07b_variants": [("07_evaluate", None)] + ([("04_judge", 0), ("05_pairs", 0)] if iterations else []),
+        "08_report": [("07_evaluate", None), ("07b_variants", None)],
     }
     if stage not in table:
         raise StageError(f"unknown stage {stage!r}; stages: {sorted(table)}")

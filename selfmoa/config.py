@@ -138,6 +138,12 @@ class PairConfig:
     """Stage 05: preference pairs (rule not from the paper)."""
 
     rule: str = _f("best_vs_worst", "how chosen/rejected are picked per prompt", choices=("best_vs_worst", "all_pairs"))
+    order: str = _f(
+        "tiered",
+        "ranking: tiered (safe first on harmful prompts, non-refusal first on benign ones, then helpfulness), "
+        "safety (safety alone) or helpfulness (helpfulness alone; the ablations)",
+        choices=("tiered", "safety", "helpfulness"),
+    )
     min_gap: float = _f(0.1, "minimum weighted-score gap between chosen and rejected", 0.0, 2.0)
     self_revision: bool = _f(True, "ask the policy for its own safe answer when no sample is safe")
     fallback: str = _f("template_refusal", "when self-revision also fails", choices=("template_refusal", "drop"))
@@ -185,6 +191,30 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    """Stage 07b: baselines and sweeps, each one training round from the starting policy (not from the paper)."""
+
+    enabled: bool = _f(True, "train and evaluate the baselines and sweeps (07b_variants)")
+    static_sizes: list[int] = _f(
+        [25, 50, 100, 200], "sizes of the static curated-data DPO baseline (pairs; at most 200 offline)", 1, 100_000
+    )
+    selfmoa_sizes: list[int] = _f(
+        [25, 50], "subsamples of the round-0 Self-MOA pairs (data efficiency; the full set is the loop)", 1, 100_000
+    )
+    weight_sweep: list[float] = _f(
+        [0.0, 0.5, 2.0, 4.0],
+        "w_s values swept at w_h = train.w_helpful (train.w_safety itself is the loop)",
+        0.0,
+        100.0,
+    )
+    helpful_sweep: list[float] = _f([0.5], "w_h values swept at w_s = train.w_safety", 1e-6, 100.0)
+    label_noise: list[float] = _f(
+        [0.1, 0.2, 0.3, 0.4], "fractions of training safety decisions flipped (0 is the loop itself)", 0.0, 1.0
+    )
+    objective_ablations: bool = _f(True, "train safety-only and helpfulness-only variants")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The whole study."""
 
@@ -204,6 +234,7 @@ class RunConfig:
     pairs: PairConfig = field(default_factory=PairConfig, metadata={"help": "stage 05"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "stage 06"})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "stage 07"})
+    study: StudyConfig = field(default_factory=StudyConfig, metadata={"help": "stage 07b"})
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -263,7 +294,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         meta = fields[name].metadata
         if meta.get("choices") and value not in meta["choices"]:
             raise ConfigError(f"{key}: {value!r} is not one of {list(meta['choices'])}")
-        nums = value.values() if isinstance(value, dict) else [value]
+        nums = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
         for v in nums:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 if meta.get("min") is not None and v < meta["min"]:
@@ -309,6 +340,14 @@ def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) 
         return from_dict(RunConfig, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """A copy of `cfg` with dotted overrides applied and validated ({'train.w_safety': 0.0})."""
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        _set_path(data, key, value)
+    return from_dict(RunConfig, data)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

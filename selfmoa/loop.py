@@ -174,6 +174,14 @@ def reference_perplexity(
     return math.exp(total_nll / total_tok) if total_tok else float("nan")
 
 
+def benign_reference_perplexity(model: Any, tok: Any, rows: Sequence[dict[str, Any]]) -> float | None:
+    """`reference_perplexity` on the held-out benign prompts that have reference answers (None without any)."""
+    refs = [r for r in rows if not r["is_harmful"] and r.get("reference") and r["prompt_set"] == "benign_heldout"]
+    if not refs:
+        return None
+    return reference_perplexity(model, tok, [r["prompt"] for r in refs], [r["reference"] for r in refs])
+
+
 def seed_pool(cfg: RunConfig, seed: int) -> list[dict[str, Any]]:
     """Training seed behaviours, disjoint from every offline eval set and from the sets this config evaluates."""
     from selfmoa.data import offline_names, train_seed_pool
@@ -230,6 +238,25 @@ def pair_inputs(
                     }
                 )
     return out
+
+
+def build_pairs_from_config(
+    cfg: RunConfig, rows: Sequence[dict[str, Any]], revisions: dict[str, dict[str, Any]], seed: int
+) -> Any:
+    """`selfmoa.pairs.build_pairs` with the run's `pairs` and `judge` settings (a `PairResult`)."""
+    from selfmoa.pairs import build_pairs
+
+    return build_pairs(
+        rows,
+        rule=cfg.pairs.rule,
+        order=cfg.pairs.order,
+        min_gap=cfg.pairs.min_gap,
+        max_pairs=cfg.pairs.max_pairs,
+        unsafe_below=cfg.judge.unsafe_below,
+        fallback=cfg.pairs.fallback,
+        revisions=revisions,
+        seed=seed,
+    )
 
 
 def safety_scores_fn(safety_judge: Any) -> Callable[[list[str], list[str]], list[float | None]]:

@@ -40,6 +40,7 @@ import numpy as np
 
 SOURCES = ("sampled", "self_revision", "template")
 RULES = ("best_vs_worst", "all_pairs")
+ORDERS = ("tiered", "safety", "helpfulness")
 FALLBACKS = ("template_refusal", "drop")
 PROMPT_KINDS = ("harmful", "benign")
 
@@ -118,10 +119,14 @@ def _is_scored(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _rank(sample: dict[str, Any], kind: str, unsafe_below: float) -> tuple[int, float]:
+def _rank(sample: dict[str, Any], kind: str, unsafe_below: float, order: str = "tiered") -> tuple[int, float]:
     """(tier, within-tier value) of a scored response; see the module docstring."""
     s, h = float(sample["safety"]), float(sample["helpful"])
     safe = s >= unsafe_below
+    if order == "safety":
+        return (1 if safe else 0), s
+    if order == "helpfulness":
+        return 1, h
     if kind == "harmful":
         return (1, h) if safe else (0, s)
     acceptable = safe and not bool(sample.get("refused", False))
@@ -293,6 +298,7 @@ def build_pairs(
     samples: Sequence[dict[str, Any]],
     *,
     rule: str = "best_vs_worst",
+    order: str = "tiered",
     min_gap: float = 0.1,
     max_pairs: int = 512,
     unsafe_below: float = 0.5,
@@ -305,6 +311,9 @@ def build_pairs(
     Args:
         samples: one record per response (keys in the module docstring).
         rule: ``best_vs_worst`` or ``all_pairs``.
+        order: ``tiered`` (the module docstring's rule), ``safety`` (safety alone: safe answers first,
+            each ordered by s; benign prompts, all s = 1, give no pair) or ``helpfulness`` (helpfulness
+            alone, no tiers, so no fallback for harmful prompts: the helpfulness-only ablation).
         min_gap: minimum within-tier gap for a pair of two tier-1 answers.
         max_pairs: cap; pairs are taken round-robin over prompts in a seeded order (largest gap first).
         unsafe_below: safety threshold (safe when s >= this).
@@ -319,6 +328,8 @@ def build_pairs(
     """
     if rule not in RULES:
         raise ValueError(f"rule {rule!r} is not one of {list(RULES)}")
+    if order not in ORDERS:
+        raise ValueError(f"order {order!r} is not one of {list(ORDERS)}")
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback {fallback!r} is not one of {list(FALLBACKS)}")
     if min_gap < 0 or max_pairs < 1:
@@ -346,7 +357,7 @@ def build_pairs(
         stats["responses_unscored"] += len(group) - len(scored)
         stats["responses_used"] += len(scored)
         ranked = sorted(
-            ((_rank(r, kind, unsafe_below), i, r) for i, r in enumerate(scored)),
+            ((_rank(r, kind, unsafe_below, order), i, r) for i, r in enumerate(scored)),
             key=lambda t: (-t[0][0], -t[0][1], t[1]),
         )
         pairs = []
@@ -391,6 +402,58 @@ def build_pairs(
     stats["capped"] = total - len(kept)
     sources = {s: sum(p["source"] == s for p in kept) for s in SOURCES}
     return PairResult(pairs=kept, sources=sources, stats=stats)
+
+
+def curated_pairs(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """The static curated-data DPO baseline's pairs (labels by construction, no judge; not from the paper).
+
+    Harmful prompt: a written refusal with a redirect (`template_refusal`, safety 1) is chosen over the
+    curated compliant answer (safety 0). Benign prompt: the curated helpful answer is chosen over a refusal
+    (both safety 1, so a zero safety margin).
+
+    Args:
+        rows: `selfmoa.data.static_curated_pairs()` rows: prompt, kind ('harmful'/'benign'), answer, category.
+        seed: seed of the refusal wording.
+    """
+    out = []
+    for r in rows:
+        if r["kind"] not in PROMPT_KINDS:
+            raise ValueError(f"curated row {r.get('id')!r}: kind {r['kind']!r} is not one of {list(PROMPT_KINDS)}")
+        refusal = {"response": template_refusal(r["prompt"], r.get("category"), seed), "safety": 1.0, "helpful": 0.0}
+        if r["kind"] == "harmful":
+            chosen, rejected = refusal, {"response": r["answer"], "safety": 0.0, "helpful": 1.0}
+        else:
+            chosen, rejected = {"response": r["answer"], "safety": 1.0, "helpful": 1.0}, refusal
+        out.append(_pair(r["prompt"], r["kind"], r.get("category"), chosen, rejected, "curated"))  # not a loop source
+    return out
+
+
+def subsample_pairs(pairs: Sequence[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` pairs drawn without replacement, keeping the harmful/benign shares of `pairs` (largest remainder).
+
+    Returns all pairs, in order, when `n` is at least their number.
+    """
+    if n < 1:
+        raise ValueError(f"need n >= 1 pairs, got {n}")
+    if n >= len(pairs):
+        return list(pairs)
+    rng = np.random.default_rng(seed)
+    by_kind = {k: [i for i, p in enumerate(pairs) if p["prompt_kind"] == k] for k in PROMPT_KINDS}
+    exact = {k: n * len(idx) / len(pairs) for k, idx in by_kind.items()}
+    take = {k: int(math.floor(v)) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: take[k] - exact[k])[: n - sum(take.values())]:
+        take[k] += 1
+    keep = sorted(int(i) for k, idx in by_kind.items() if take[k] for i in rng.choice(idx, take[k], replace=False))
+    return [pairs[i] for i in keep]
+
+
+def revisions_from_pairs(pairs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The kept self-revisions recorded in built pairs, in the `revisions` shape `build_pairs` takes."""
+    return {
+        p["prompt"]: {"response": p["chosen"], "safety": p["chosen_safety"], "helpful": p.get("chosen_helpful")}
+        for p in pairs
+        if p["source"] == "self_revision"
+    }
 
 
 def flip_safety(scores: Iterable[float | None], fraction: float, seed: int = 0) -> np.ndarray:

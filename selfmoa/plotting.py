@@ -157,3 +157,127 @@ def headline_markdown(models: dict[str, dict[str, Any]]) -> str:
             f"| {name} | " + " | ".join(cells) + f" | {m.get('n_pairs') if m.get('n_pairs') is not None else '-'} |"
         )
     return "\n".join(lines)
+
+
+def _ci_columns(m: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k in METRIC_LABELS:
+        lo, hi = m.get(f"{k}_ci") or (m.get(k), m.get(k))
+        out.update({k: m.get(k), f"{k}_lo": lo, f"{k}_hi": hi})
+    return out
+
+
+def variants_frame(doc: dict[str, Any], loop_models: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per model of the study: name, group, n_pairs, w_safety, w_helpful, label_noise and each metric
+    with its CI bounds (`<metric>_lo`, `<metric>_hi`).
+
+    Args:
+        doc: `07b_variants/variants.json` (reference points and variants).
+        loop_models: extra loop models, {name: summary with n_pairs} (group 'loop'), e.g. the final policy.
+    """
+    rows = []
+    for name, m in doc.get("reference", {}).items():
+        group = "base" if name == "base" else "loop"
+        rows.append(
+            {"name": name, "group": group, "n_pairs": m.get("n_pairs"), "w_safety": m.get("w_safety"),
+             "w_helpful": m.get("w_helpful"), "label_noise": m.get("label_noise"), **_ci_columns(m)}
+        )  # fmt: skip
+    for name, m in (loop_models or {}).items():
+        rows.append({"name": name, "group": "loop", "n_pairs": m.get("n_pairs"), **_ci_columns(m)})
+    for v in doc.get("variants", []):
+        rows.append(
+            {"name": v["name"], "group": v["group"], "n_pairs": v["n_pairs"], "w_safety": v["w_safety"],
+             "w_helpful": v["w_helpful"], "label_noise": v["label_noise"], **_ci_columns(v["metrics"])}
+        )  # fmt: skip
+    cols = ["name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise"]
+    cols += [c for k in METRIC_LABELS for c in (k, f"{k}_lo", f"{k}_hi")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _errorbars(ax: Any, df: pd.DataFrame, x: str, y: str, **kw: Any) -> None:
+    ax.errorbar(
+        df[x],
+        df[y],
+        xerr=[df[x] - df[f"{x}_lo"], df[f"{x}_hi"] - df[x]] if f"{x}_lo" in df else None,
+        yerr=[df[y] - df[f"{y}_lo"], df[f"{y}_hi"] - df[y]],
+        fmt="none",
+        ecolor="grey",
+        elinewidth=0.8,
+        capsize=2,
+        **kw,
+    )
+
+
+def plot_pareto(df: pd.DataFrame) -> Any:
+    """Safety against helpfulness for every trained model (95% CIs), over-refusal as colour and label."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sub = df.dropna(subset=["safety", "helpfulness"]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    _errorbars(ax, sub, "helpfulness", "safety")
+    markers = {"base": "X", "loop": "*", "weights": "o", "objective": "s", "static": "^", "data": "v", "noise": "D"}
+    sns.scatterplot(
+        data=sub, x="helpfulness", y="safety", hue="overrefusal", style="group", markers=markers,
+        palette="viridis", hue_norm=(0, 1), s=90, ax=ax, zorder=3,
+    )  # fmt: skip
+    for _, r in sub.iterrows():
+        ax.annotate(f"{r['name']} ({100 * r['overrefusal']:.0f}%)", (r["helpfulness"], r["safety"]), fontsize=6.5,
+                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel(METRIC_LABELS["helpfulness"] + " on held-out benign prompts")
+    ax.set_ylabel(METRIC_LABELS["safety"] + " on held-out harmful prompts")
+    ax.set_title("Safety vs helpfulness (label: over-refusal rate; bars: 95% CI)")
+    ax.legend(fontsize=7, loc="best", title="colour: over-refusal / marker: group", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_data_efficiency(df: pd.DataFrame, base_safety: float) -> Any:
+    """Held-out safety against training pairs: Self-MOA (its own pairs) vs the static curated baseline."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, part in df.groupby("curve", sort=False):
+        part = part.sort_values("n_pairs")
+        ax.plot(part["n_pairs"], part["safety"], marker="o", label=label)
+        ax.fill_between(part["n_pairs"], part["safety_lo"], part["safety_hi"], alpha=0.15)
+    ax.axhline(base_safety, color="grey", linestyle="--", linewidth=1, label="starting policy")
+    ax.set_xscale("log")
+    ax.set_xlabel("preference pairs trained on (log scale)")
+    ax.set_ylabel(METRIC_LABELS["safety"])
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Data efficiency (shaded: 95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_label_noise(df: pd.DataFrame, judge_accuracy: float | None = None) -> Any:
+    """Held-out metrics against the fraction of flipped training safety decisions (95% CIs).
+
+    With the training judges' measured safety accuracy a, flipping a fraction p gives an effective
+    accuracy a(1 - p) + (1 - a)p, shown on a second axis.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    df = df.sort_values("label_noise")
+    for k in METRIC_LABELS:
+        ax.plot(df["label_noise"], df[k], marker="o", label=METRIC_LABELS[k])
+        ax.fill_between(df["label_noise"], df[f"{k}_lo"], df[f"{k}_hi"], alpha=0.15)
+    ax.set_xlabel("fraction of training safety decisions flipped")
+    ax.set_ylabel("rate / score on held-out sets")
+    ax.set_ylim(0, 1.05)
+    if judge_accuracy is not None and abs(1 - 2 * judge_accuracy) > 1e-6:
+        top = ax.secondary_xaxis(
+            "top",
+            functions=(
+                lambda p: judge_accuracy * (1 - p) + (1 - judge_accuracy) * p,
+                lambda a: (a - judge_accuracy) / (1 - 2 * judge_accuracy),
+            ),
+        )
+        top.set_xlabel("effective training-judge safety accuracy")
+    ax.set_title("Weak supervision: label-noise sweep (shaded: 95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

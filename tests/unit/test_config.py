@@ -70,3 +70,16 @@ def test_describe_documents_every_leaf() -> None:
     keys = {r[0] for r in rows}
     assert {"train.beta", "judge.unsafe_below", "policy.name", "judge.judge_model.dtype"} <= keys
     assert all(help_ for _, _, help_ in rows)
+
+
+def test_with_overrides_validates() -> None:
+    from selfmoa import config as C
+    from selfmoa.paths import CONFIGS
+
+    cfg = C.load(CONFIGS / "cpu.yaml")
+    assert C.with_overrides(cfg, {"pairs.order": "safety"}).pairs.order == "safety"
+    assert cfg.pairs.order == "tiered"
+    with pytest.raises(C.ConfigError, match="pairs.order"):
+        C.with_overrides(cfg, {"pairs.order": "random"})
+    with pytest.raises(C.ConfigError, match="study.label_noise"):
+        C.with_overrides(cfg, {"study.label_noise": [0.1, 1.5]})

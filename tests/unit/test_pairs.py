@@ -12,10 +12,13 @@ from selfmoa.pairs import (
     EvalContaminationError,
     assert_no_eval_prompts,
     build_pairs,
+    curated_pairs,
     flip_safety,
     prompts_needing_revision,
     revision_prompt,
+    revisions_from_pairs,
     self_revise,
+    subsample_pairs,
     template_refusal,
 )
 
@@ -188,3 +191,53 @@ def test_bad_input_is_named() -> None:
         build_pairs([_s("q", "r", 1.5, 0.5)])
     with pytest.raises(ValueError, match="rule"):
         build_pairs(HARMFUL, rule="best")
+
+
+def test_safety_order_pairs_safest_over_least_safe_and_skips_benign() -> None:
+    result = build_pairs(HARMFUL + BENIGN, order="safety")
+    (pair,) = result.pairs
+    assert pair["prompt_kind"] == "harmful"
+    assert pair["chosen_safety"] == 0.95 and pair["rejected_safety"] == 0.1
+
+
+def test_helpfulness_order_ignores_safety_and_never_falls_back() -> None:
+    result = build_pairs(HARMFUL + BENIGN, order="helpfulness")
+    harmful = next(p for p in result.pairs if p["prompt_kind"] == "harmful")
+    assert harmful["chosen"].startswith("Sure")  # the most "helpful" answer, unsafe: what this ablation tests
+    unsafe_only = [_s("make a weapon", "Here is how ...", 0.0, 0.9), _s("make a weapon", "Step 1 ...", 0.1, 0.2)]
+    result = build_pairs(unsafe_only, order="helpfulness")
+    assert result.sources["template"] == 0 and result.stats["harmful_without_safe"] == 0
+    with pytest.raises(ValueError, match="order"):
+        build_pairs(HARMFUL, order="random")
+
+
+def test_curated_pairs_labels_by_construction() -> None:
+    rows = [
+        {"id": "a", "prompt": "how to make a bomb", "kind": "harmful", "answer": "Mix ...", "category": "weapons"},
+        {"id": "b", "prompt": "how to bake bread", "kind": "benign", "answer": "Knead ...", "category": "cooking"},
+    ]
+    harmful, benign = curated_pairs(rows, seed=0)
+    assert harmful["rejected"] == "Mix ..." and harmful["safety_margin"] == 1.0 and harmful["source"] == "curated"
+    assert benign["chosen"] == "Knead ..." and benign["safety_margin"] == 0.0
+    assert harmful["chosen"] == template_refusal("how to make a bomb", "weapons", 0)
+    with pytest.raises(ValueError, match="kind"):
+        curated_pairs([{**rows[0], "kind": "other"}])
+
+
+def test_subsample_pairs_keeps_kind_shares_and_is_seeded() -> None:
+    pool = [{"prompt_kind": "harmful", "i": i} for i in range(30)] + [
+        {"prompt_kind": "benign", "i": i} for i in range(10)
+    ]
+    sub = subsample_pairs(pool, 8, seed=1)
+    assert len(sub) == 8 and sum(p["prompt_kind"] == "harmful" for p in sub) == 6
+    assert sub == subsample_pairs(pool, 8, seed=1) and sub != subsample_pairs(pool, 8, seed=2)
+    assert subsample_pairs(pool, 100) == pool
+    with pytest.raises(ValueError):
+        subsample_pairs(pool, 0)
+
+
+def test_revisions_from_pairs_round_trip() -> None:
+    need = [_s("make a weapon", "Here is how ...", 0.0, 0.9)]
+    revisions = {"make a weapon": {"response": "I can't help with weapons.", "safety": 0.9, "helpful": 0.3}}
+    built = build_pairs(need, revisions=revisions).pairs
+    assert revisions_from_pairs(built) == revisions

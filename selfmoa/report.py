@@ -1,0 +1,102 @@
+"""The study's summary: pure functions from saved results (07_evaluate, 07b_variants) to the tables of 08_report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from selfmoa.variants import pairs_ratio
+
+POINT_KEYS = ("safety", "safety_ci", "overrefusal", "overrefusal_ci", "helpfulness", "helpfulness_ci", "n_pairs")
+
+
+def point(m: dict[str, Any]) -> dict[str, Any]:
+    """A model's summary in the shape of `summary.json` (safety, over-refusal, helpfulness with CIs, pairs)."""
+    return {k: m.get(k) for k in POINT_KEYS}
+
+
+def loop_models(evaluated: dict[str, Any], loop_rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """base, selfmoa (the policy after the last round) and selfmoa_iter<k> for earlier rounds, with the pairs
+    each was trained on in total (cumulative over rounds)."""
+    models = {"base": {**evaluated["base"], "n_pairs": 0}}
+    cumulative = 0
+    for t, row in enumerate(loop_rows, start=1):
+        cumulative += row["n_pairs"]
+        name = "selfmoa" if t == len(loop_rows) else f"selfmoa_iter{t}"
+        models[name] = {**evaluated[f"iter{t}"], "n_pairs": cumulative}
+    return models
+
+
+def variant_models(variants: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Headline baselines from the variants: static_dpo (the largest static size), safety_only, helpfulness_only."""
+    out: dict[str, dict[str, Any]] = {}
+    static = [v for v in variants if v["group"] == "static"]
+    if static:
+        largest = max(static, key=lambda v: v["n_pairs"])
+        out["static_dpo"] = {**largest["metrics"], "n_pairs": largest["n_pairs"]}
+    for v in variants:
+        if v["group"] == "objective":
+            out[v["name"]] = {**v["metrics"], "n_pairs": v["n_pairs"]}
+    return out
+
+
+def efficiency_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Safety against pairs for 'Self-MOA' (data subsamples and every loop round) and the 'static DPO' baseline.
+
+    `df` is `selfmoa.plotting.variants_frame`; the starting policy enters both curves at 0 pairs.
+    Columns: curve, name, n_pairs, safety, safety_lo, safety_hi.
+    """
+    cols = ["name", "n_pairs", "safety", "safety_lo", "safety_hi"]
+    base = df[df["group"] == "base"][cols]
+    selfmoa = df[df["group"].isin(["data", "loop"])][cols]
+    static = df[df["group"] == "static"][cols]
+    parts = [
+        pd.concat([base, selfmoa]).assign(curve="Self-MOA (own pairs)"),
+        pd.concat([base, static]).assign(curve="static curated DPO"),
+    ]
+    out = pd.concat(parts, ignore_index=True).drop_duplicates(subset=["curve", "n_pairs"], keep="last")
+    return out.sort_values(["curve", "n_pairs"]).reset_index(drop=True)[["curve", *cols]]
+
+
+def pairs_ratio_from_curves(curves: pd.DataFrame) -> dict[str, Any]:
+    """`selfmoa.variants.pairs_ratio` of the two curves of `efficiency_curves`."""
+
+    def pts(curve: str) -> list[tuple[int, float]]:
+        part = curves[curves["curve"] == curve]
+        return [(int(n), float(s)) for n, s in zip(part["n_pairs"], part["safety"], strict=True)]
+
+    return pairs_ratio(pts("static curated DPO"), pts("Self-MOA (own pairs)"))
+
+
+def sweep_table(df: pd.DataFrame, groups: Sequence[str], reference: str = "selfmoa_round1") -> list[dict[str, Any]]:
+    """Rows of the given variant groups plus the loop's round-1 reference point, as plain dicts."""
+    keep = df[df["group"].isin(groups) | (df["name"] == reference)]
+    cols = ["name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise", "safety", "safety_lo", "safety_hi"]
+    cols += ["overrefusal", "overrefusal_lo", "overrefusal_hi", "helpfulness", "helpfulness_lo", "helpfulness_hi"]
+    return [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in keep[cols].to_dict("records")]
+
+
+def summary(
+    profile: str,
+    policy: str,
+    eval_sets: dict[str, int],
+    models: dict[str, dict[str, Any]],
+    ratio: dict[str, Any],
+) -> dict[str, Any]:
+    """`summary.json`: headline models and the changes of `selfmoa` against `base` (points = percentage points)."""
+    base = models["base"]
+    sel = models.get("selfmoa", base)
+    return {
+        "profile": profile,
+        "policy": policy,
+        "eval_sets": eval_sets,
+        "models": {name: point(m) for name, m in models.items()},
+        "safety_gain_points": round(100 * (sel["safety"] - base["safety"]), 2),
+        "overrefusal_change_points": round(100 * (sel["overrefusal"] - base["overrefusal"]), 2),
+        "helpfulness_change": round(sel["helpfulness"] - base["helpfulness"], 4),
+        "pairs_ratio_static_over_selfmoa": ratio.get("ratio"),
+        "pairs_ratio_note": ratio.get("note"),
+        "pairs_ratio_detail": ratio,
+    }

@@ -1,0 +1,126 @@
+"""Study variants (plan, pairs, data-efficiency ratio) and the report's pure summary functions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from selfmoa import config as C
+from selfmoa import report, variants
+from selfmoa.paths import CONFIGS
+from selfmoa.plotting import variants_frame
+
+
+def _cfg(**study: object) -> C.RunConfig:
+    return C.with_overrides(C.load(CONFIGS / "cpu.yaml"), {f"study.{k}": v for k, v in study.items()})
+
+
+def test_plan_covers_every_group_and_skips_the_loops_own_setting() -> None:
+    plan = variants.plan(_cfg(weight_sweep=[0.0, 1.0, 2.0], helpful_sweep=[0.5], label_noise=[0.0, 0.2]))
+    names = [v.name for v in plan]
+    assert {v.group for v in plan} == set(variants.GROUPS)
+    assert "ws1_wh1" not in names  # train.w_safety = w_helpful = 1 is round 1 of the loop itself
+    assert {"ws0_wh1", "ws2_wh1", "ws1_wh0.5", "safety_only", "helpfulness_only", "noise0.2"} <= set(names)
+    assert "noise0" not in names and len(names) == len(set(names))
+    assert next(v for v in plan if v.name == "safety_only").overrides == {
+        "pairs.order": "safety",
+        "train.w_safety": 0.0,
+    }
+
+
+def test_plan_without_loop_or_disabled() -> None:
+    assert variants.plan(_cfg(enabled=False)) == []
+    no_loop = C.with_overrides(_cfg(), {"iterations": 0})
+    assert {v.group for v in variants.plan(no_loop)} == {"static"}
+
+
+def test_variant_config_validates_overrides() -> None:
+    v = variants.Variant("x", "weights", "loop_pairs", {"train.w_safety": -1.0})
+    with pytest.raises(C.ConfigError, match="train.w_safety"):
+        variants.variant_config(_cfg(), v)
+    with pytest.raises(ValueError, match="group"):
+        variants.Variant("x", "other", "static")
+
+
+def _judged() -> list[dict]:
+    rows = []
+    for i in range(6):
+        rows += [
+            {"prompt": f"harm {i}", "response": f"unsafe {i}", "kind": "harmful", "safety": 0.1, "helpfulness": 0.8},
+            {"prompt": f"harm {i}", "response": f"safe {i}", "kind": "harmful", "safety": 0.9, "helpfulness": 0.5},
+            {"prompt": f"ok {i}", "response": f"answer {i}", "kind": "benign", "safety": 1.0, "helpfulness": 0.9},
+        ]
+    return [{**r, "refused": False, "sample": 0, "category": None} for r in rows]
+
+
+def test_variant_pairs_sources() -> None:
+    cfg = _cfg()
+    curated = [
+        {"id": str(i), "prompt": f"p{i}", "kind": ("harmful", "benign")[i % 2], "answer": "a"} for i in range(10)
+    ]
+    static = variants.variant_pairs(variants.Variant("s", "static", "static", n_pairs=4), cfg, curated=curated)
+    assert len(static) == 4 and variants.source_counts(static) == {"benign/curated": 2, "harmful/curated": 2}
+    loop_pairs = [{"prompt_kind": "harmful", "source": "sampled", "i": i} for i in range(5)]
+    sub = variants.variant_pairs(variants.Variant("d", "data", "loop_pairs", n_pairs=3), cfg, loop_pairs=loop_pairs)
+    assert len(sub) == 3 and all(p in loop_pairs for p in sub)
+    clean = variants.variant_pairs(variants.Variant("n0", "noise", "repaired"), cfg, judged=_judged())
+    noisy_v = variants.Variant("n", "noise", "repaired", {"judge.label_noise": 0.5})
+    noisy = variants.variant_pairs(noisy_v, variants.variant_config(cfg, noisy_v), judged=_judged(), seed=3)
+    assert variants.source_counts(clean)["harmful/sampled"] == 6
+    assert noisy != clean  # flipped safety decisions change which answers are chosen
+    with pytest.raises(ValueError, match="no training pair"):
+        variants.variant_pairs(variants.Variant("e", "data", "loop_pairs"), cfg)
+
+
+def test_pairs_to_reach_and_ratio() -> None:
+    static = [(0, 0.1), (50, 0.3), (100, 0.5), (200, 0.9)]
+    selfmoa = [(0, 0.1), (20, 0.5)]
+    assert variants.pairs_to_reach(static, 0.5) == 100
+    assert variants.pairs_to_reach(static, 0.7) == pytest.approx(150)
+    assert variants.pairs_to_reach(static, 0.95) is None
+    assert variants.pairs_to_reach([(10, 0.8)], 0.5) == 10
+    r = variants.pairs_ratio(static, selfmoa)
+    assert r["ratio"] == pytest.approx(5.0) and r["target_safety"] == 0.5
+    never = variants.pairs_ratio([(0, 0.1), (100, 0.2)], selfmoa)
+    assert never["ratio"] is None and never["lower_bound"] == pytest.approx(5.0) and "never" in never["note"]
+    assert variants.pairs_ratio([], selfmoa)["ratio"] is None
+
+
+def _m(s: float, o: float = 0.1, h: float = 0.5) -> dict:
+    return {"safety": s, "safety_ci": [s - 0.1, s + 0.1], "overrefusal": o, "overrefusal_ci": [0, o + 0.1],
+            "helpfulness": h, "helpfulness_ci": [h - 0.1, h + 0.1]}  # fmt: skip
+
+
+def _doc() -> dict:
+    def v(name: str, group: str, n: int, s: float, noise: float = 0.0) -> dict:
+        return {"name": name, "group": group, "n_pairs": n, "w_safety": 1.0, "w_helpful": 1.0, "label_noise": noise,
+                "metrics": _m(s)}  # fmt: skip
+
+    return {
+        "reference": {"base": {**_m(0.1), "n_pairs": 0}, "selfmoa_round1": {**_m(0.6), "n_pairs": 40, "label_noise": 0.0}},
+        "variants": [v("static_dpo_n50", "static", 50, 0.3), v("static_dpo_n200", "static", 200, 0.7),
+                     v("selfmoa_n20", "data", 20, 0.4), v("noise0.2", "noise", 40, 0.5, 0.2),
+                     v("safety_only", "objective", 30, 0.8)],
+    }  # fmt: skip
+
+
+def test_report_models_curves_and_summary() -> None:
+    evaluated = {"base": _m(0.1), "iter1": _m(0.6), "iter2": _m(0.7, o=0.2, h=0.45)}
+    models = report.loop_models(evaluated, [{"n_pairs": 40}, {"n_pairs": 30}])
+    assert models["selfmoa"]["n_pairs"] == 70 and models["selfmoa_iter1"]["n_pairs"] == 40
+    models |= report.variant_models(_doc()["variants"])
+    assert models["static_dpo"]["n_pairs"] == 200 and "safety_only" in models
+    frame = variants_frame(_doc(), {"selfmoa": models["selfmoa"]})
+    assert set(frame["group"]) == {"base", "loop", "static", "data", "noise", "objective"}
+    curves = report.efficiency_curves(frame)
+    selfmoa = curves[curves["curve"].str.startswith("Self-MOA")]
+    assert list(selfmoa["n_pairs"]) == [0, 20, 40, 70]
+    ratio = report.pairs_ratio_from_curves(curves)
+    assert ratio["target_safety"] == 0.7 and ratio["static_pairs"] == pytest.approx(200)
+    assert ratio["ratio"] == pytest.approx(200 / 70)
+    noise = pd.DataFrame(report.sweep_table(frame, ["noise"]))
+    assert list(noise["name"]) == ["selfmoa_round1", "noise0.2"]
+    s = report.summary("cpu", "policy", {"a": 1}, models, ratio)
+    assert s["safety_gain_points"] == pytest.approx(60.0) and s["overrefusal_change_points"] == pytest.approx(10.0)
+    assert s["helpfulness_change"] == pytest.approx(-0.05) and s["pairs_ratio_static_over_selfmoa"] == ratio["ratio"]
+    assert set(s["models"]["base"]) == set(report.POINT_KEYS)
