@@ -131,8 +131,8 @@ def snapshot_config(run: Path, cfg: C.RunConfig) -> Path:
 
 
 def stage_sections(cfg: C.RunConfig, stage: str) -> dict[str, Any]:
-    """The config values a stage depends on."""
-    full = C.to_dict(cfg)
+    """The config values a stage depends on (`config.key_dict`: unchanged late-added fields left out)."""
+    full = C.key_dict(cfg)
     return {k: full[k] for k in STAGE_SECTIONS.get(stage, tuple(full))}
 
 

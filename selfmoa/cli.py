@@ -1,8 +1,12 @@
-"""Command line: `selfmoa run`, `selfmoa status`, `selfmoa config`."""
+"""Command line: `selfmoa run`, `selfmoa status`, `selfmoa judges`, `selfmoa train`, `selfmoa config`.
+
+`selfmoa train` also runs under `accelerate launch -m selfmoa.cli train ...` (one process per GPU).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -22,8 +26,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `selfmoa` command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The `selfmoa` argument parser."""
     parser = argparse.ArgumentParser(prog="selfmoa", description="Self-MOA study runner")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_run = sub.add_parser("run", help="execute the study's notebooks with papermill (resumes)")
@@ -35,9 +39,25 @@ def main(argv: list[str] | None = None) -> int:
     _common(p_status)
     p_judges = sub.add_parser("judges", help="validate the train and eval judges on held-out labelled answers")
     _common(p_judges)
+    p_train = sub.add_parser(
+        "train",
+        help="stage 06_align (or a pairs file) outside the notebooks; several GPUs: accelerate launch -m selfmoa.cli train",
+    )
+    _common(p_train)
+    p_train.add_argument(
+        "--iteration", type=int, default=None, help="loop iteration t of the run's 06_align (default 0)"
+    )
+    p_train.add_argument("--force", action="store_true", help="retrain even when the stage is complete")
+    p_train.add_argument("--pairs", metavar="JSONL", help="train the base policy on this pairs.jsonl instead")
+    p_train.add_argument("--output", metavar="DIR", help="adapter folder written by --pairs training")
     p_cfg = sub.add_parser("config", help="list every config key with its default and help")
     p_cfg.add_argument("--check", metavar="PATH", help="validate a config file and exit")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `selfmoa` command."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         if args.cmd == "config":
@@ -50,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "judges":
             return _judges(args.config, args.overrides)
+        if args.cmd == "train":
+            return _train(args)
         from selfmoa import pipeline
 
         if args.cmd == "status":
@@ -92,6 +114,19 @@ def _judges(config_path: str, overrides: list[str]) -> int:
     cols = ["configuration", "aspect", "judge", "n", "accuracy", "f1", "auroc", "unscored_fraction"]
     print(table[cols].round(3).to_string(index=False))
     print(f"wrote {out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train stage 06_align of a run (or a pairs file) in this process; see `selfmoa.launch`."""
+    from selfmoa import launch
+
+    req = launch.train_request(
+        args.config, args.overrides, args.run_id, args.iteration, args.pairs, args.output, args.force
+    )
+    metrics = launch.train(req)
+    if metrics is not None:
+        print(json.dumps(metrics, indent=2, default=str))
     return 0
 
 

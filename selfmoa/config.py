@@ -29,10 +29,19 @@ class ConfigError(ValueError):
 
 
 def _f(
-    default: Any, help: str, lo: float | None = None, hi: float | None = None, choices: tuple[Any, ...] | None = None
+    default: Any,
+    help: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+    keyed_when_changed: bool = False,
 ) -> Any:
-    """A dataclass field with help text and validation metadata."""
-    meta = {"help": help, "min": lo, "max": hi, "choices": choices}
+    """A dataclass field with help text and validation metadata.
+
+    `keyed_when_changed` marks a field that enters stage keys (`key_dict`) only when it differs from its
+    default, so adding the field leaves the keys, and thus the completed stages, of earlier runs intact.
+    """
+    meta = {"help": help, "min": lo, "max": hi, "choices": choices, "keyed_when_changed": keyed_when_changed}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -47,6 +56,28 @@ class ModelSpec:
     dtype: str = _f("bfloat16", "compute dtype", choices=("float32", "bfloat16", "float16"))
     load_in_4bit: bool = _f(False, "load weights as bitsandbytes NF4 (QLoRA when training)")
     device: str = _f("cpu", "device to run on", choices=("cpu", "cuda", "auto"))
+
+
+@dataclass(frozen=True)
+class PolicySpec(ModelSpec):
+    """The policy: a model spec plus how its responses are generated (not from the paper)."""
+
+    backend: str = _f(
+        "transformers",
+        "engine of the policy's responses in stages 02-07: 'transformers' (the reference path) or 'vllm' "
+        "(optional, CUDA only: pip install vllm; the policy of iteration t is saved merged once under "
+        "<run>/merged/iter<t>/ for it)",
+        choices=("transformers", "vllm"),
+        keyed_when_changed=True,
+    )
+    vllm_gpu_memory: float = _f(
+        0.5,
+        "share of GPU memory the vLLM engine may take (weights + KV cache); the transformers copy of the policy "
+        "and the judges use the rest",
+        0.05,
+        0.95,
+        keyed_when_changed=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -221,7 +252,7 @@ class RunConfig:
     profile: str = _f("cpu", "profile name (results go to data/results/<profile>/)")
     seed: int = _f(0, "base seed; every stage derives its own", 0, 2**31 - 1)
     iterations: int = _f(2, "closed-loop iterations T", 0, 100)
-    policy: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "the policy being aligned"})
+    policy: PolicySpec = field(default_factory=PolicySpec, metadata={"help": "the policy being aligned"})
     attacker: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "red-team attacker LM"})
     cache_dir: str = _f("data/cache", "where materialized models and generation caches live")
     runs_dir: str = _f("data/runs", "where run folders are written")
@@ -355,9 +386,25 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def key_dict(cfg: Any) -> dict[str, Any]:
+    """`to_dict` for stage keys: fields marked `keyed_when_changed` are left out while at their default."""
+    data = to_dict(cfg)
+    _drop_unchanged(cfg, data)
+    return data
+
+
+def _drop_unchanged(cfg: Any, data: dict[str, Any]) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            _drop_unchanged(value, data[f.name])
+        elif f.metadata.get("keyed_when_changed") and value == f.default:
+            del data[f.name]
+
+
 def config_hash(cfg: Any) -> str:
-    """Stable short hash of a config (or any dataclass / JSON-able value)."""
-    data = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    """Stable short hash of a config (or any dataclass / JSON-able value); see `key_dict`."""
+    data = key_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

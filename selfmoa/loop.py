@@ -60,7 +60,13 @@ def respond(
     k: int = 1,
     desc: str = "respond",
 ) -> list[list[str]]:
-    """k responses per prompt from a model (greedy when temperature is 0)."""
+    """k responses per prompt from a model (greedy when temperature is 0; vLLM when the policy carries one)."""
+    from selfmoa.vllm_backend import VllmPolicy, generate_vllm
+
+    vllm = getattr(model, "selfmoa_vllm", None)  # set by policy.load_policy for policy.backend: vllm
+    if isinstance(vllm, VllmPolicy):
+        kw = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+        return generate_vllm(vllm, tok, list(prompts), num_return_sequences=k, cache=cache, **kw)
     return generate(
         model,
         tok,

@@ -4,19 +4,24 @@ Iteration t starts from pi_t = base (+ safety-reset adapter) + adapters of itera
 in order. With full-precision weights the chain is merged in memory (about a second per adapter for
 the 135M model). 4-bit weights cannot absorb an adapter, so for a 4-bit policy the chain is merged once
 in `policy.dtype` on the CPU, saved under `<run>/merged/iter<t>/`, and that checkpoint is loaded in 4-bit.
+With `policy.backend: vllm` the merged checkpoint is saved at any precision, since vLLM loads weights from
+a folder; the returned model then carries a `vllm_backend.VllmPolicy` that `loop.respond` generates with.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from selfmoa.artifacts import file_hash
 from selfmoa.config import RunConfig
-from selfmoa.models import load_adapter, load_model, merge_adapter
+from selfmoa.models import load_adapter, load_model, merge_adapter, resolve
 from selfmoa.paths import stage_dir
+from selfmoa.vllm_backend import VllmPolicy
+from selfmoa.vllm_backend import check_available as check_vllm
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,9 @@ def adapter_ids(chain: list[Path]) -> list[str]:
     return [f"{i}:{path}#{file_hash(path)}" for i, path in enumerate(chain)]
 
 
-def load_policy(cfg: RunConfig, run: Path, iteration: int, upto_reset_only: bool = False) -> tuple[Any, Any]:
+def load_policy(
+    cfg: RunConfig, run: Path, iteration: int, upto_reset_only: bool = False, extra_adapters: Sequence[Path] = ()
+) -> tuple[Any, Any]:
     """(model, tokenizer) of the policy at the start of `iteration`, adapters merged.
 
     Args:
@@ -61,21 +68,39 @@ def load_policy(cfg: RunConfig, run: Path, iteration: int, upto_reset_only: bool
         run: the run folder.
         iteration: loop iteration t (0 = after the optional safety reset).
         upto_reset_only: ignore loop adapters (the 'base' model of the evaluation, after any reset).
+        extra_adapters: adapters merged after the chain (a study variant trained from the policy at `iteration`).
     """
-    chain = adapter_chain(run, 0 if upto_reset_only else iteration)
+    chain = adapter_chain(run, 0 if upto_reset_only else iteration) + [Path(p) for p in extra_adapters]
+    vllm = cfg.policy.backend == "vllm"
+    if vllm:
+        check_vllm()  # a clear error before any weights load
     if not chain:
-        return load_model(cfg.policy, cfg.cache_dir)
-    if not cfg.policy.load_in_4bit:
+        model, tok = load_model(cfg.policy, cfg.cache_dir)
+        return (_with_backend(cfg, model, resolve(cfg.policy, cfg.cache_dir), []) if vllm else model), tok
+    if not cfg.policy.load_in_4bit and not vllm:
         model, tok = _merged(cfg, chain)
         model.eval()
         return model, tok
-    target = run / "merged" / f"iter{0 if upto_reset_only else iteration}"
+    name = f"iter{0 if upto_reset_only else iteration}" + "".join(f"+{Path(p).parent.name}" for p in extra_adapters)
+    target = merged_checkpoint(cfg, run / "merged" / name, chain)
+    spec = dataclasses.replace(cfg.policy, name=str(target))
+    model, tok = load_model(spec, cfg.cache_dir)
+    model.selfmoa_adapter_ids = adapter_ids(chain)
+    return _with_backend(cfg, model, str(target), model.selfmoa_adapter_ids), tok
+
+
+def merged_checkpoint(cfg: RunConfig, target: Path, chain: list[Path]) -> Path:
+    """Save base + chain merged in `policy.dtype` once under `target` (what 4-bit policies and vLLM load)."""
     if not (target / "config.json").is_file():
         model, tok = _merged(cfg, chain)
         model.save_pretrained(target)
         tok.save_pretrained(target)
         del model
-    spec = dataclasses.replace(cfg.policy, name=str(target))
-    model, tok = load_model(spec, cfg.cache_dir)
-    model.selfmoa_adapter_ids = adapter_ids(chain)
-    return model, tok
+    return target
+
+
+def _with_backend(cfg: RunConfig, model: Any, source: str, ids: list[str]) -> Any:
+    """Attach the vLLM view of the policy (`policy.backend: vllm`), which `selfmoa.loop.respond` generates with."""
+    if cfg.policy.backend == "vllm":
+        model.selfmoa_vllm = VllmPolicy.from_spec(cfg.policy, source, ids)
+    return model
