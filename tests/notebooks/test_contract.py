@@ -8,7 +8,7 @@ import pytest
 
 from selfmoa.paths import NOTEBOOKS
 
-NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 REQUIRED = {"config_path", "run_id", "iteration", "force", "overrides"}
 
 
