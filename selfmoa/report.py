@@ -70,12 +70,14 @@ def pairs_ratio_from_curves(curves: pd.DataFrame) -> dict[str, Any]:
     return pairs_ratio(pts("static curated DPO"), pts("Self-MOA (own pairs)"))
 
 
+SWEEP_KEYS = ("name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise", "safety", "safety_lo", "safety_hi",
+              "overrefusal", "overrefusal_lo", "overrefusal_hi", "helpfulness", "helpfulness_lo", "helpfulness_hi")  # fmt: skip
+
+
 def sweep_table(df: pd.DataFrame, groups: Sequence[str], reference: str = "selfmoa_round1") -> list[dict[str, Any]]:
     """Rows of the given variant groups plus the loop's round-1 reference point, as plain dicts."""
     keep = df[df["group"].isin(groups) | (df["name"] == reference)]
-    cols = ["name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise", "safety", "safety_lo", "safety_hi"]
-    cols += ["overrefusal", "overrefusal_lo", "overrefusal_hi", "helpfulness", "helpfulness_lo", "helpfulness_hi"]
-    return [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in keep[cols].to_dict("records")]
+    return [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in keep[list(SWEEP_KEYS)].to_dict("records")]
 
 
 def summary(
@@ -100,3 +102,67 @@ def summary(
         "pairs_ratio_note": ratio.get("note"),
         "pairs_ratio_detail": ratio,
     }
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> str:
+    """A markdown table of `rows`; `columns` maps a row key to its header.
+
+    A key `x` whose row also holds `x_lo` and `x_hi` is written `value [lo, hi]`; floats get 3 decimals and
+    missing values a dash.
+    """
+    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = []
+        for key in columns:
+            cell = _cell(r.get(key))
+            if r.get(f"{key}_lo") is not None and r.get(f"{key}_hi") is not None:
+                cell += f" [{_cell(r[f'{key}_lo'])}, {_cell(r[f'{key}_hi'])}]"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def loop_markdown(loop_rows: Sequence[dict[str, Any]]) -> str:
+    """Per-round table of the closed loop: red-team success and diversity, pairs by source, held-out metrics after."""
+    rows = []
+    for r in loop_rows:
+        after, src = r["heldout_after"], r["pairs_by_source"]
+        row = {
+            "round": r["iteration"] + 1,
+            "asr": r["redteam_asr"],
+            "diversity": r["attack_diversity"],
+            "pairs": f"{r['n_pairs']} ({src.get('sampled', 0)} / {src.get('self_revision', 0)} / {src.get('template', 0)})",
+        }
+        for k in ("safety", "overrefusal", "helpfulness"):
+            row |= {k: after[k], f"{k}_lo": after[f"{k}_ci"][0], f"{k}_hi": after[f"{k}_ci"][1]}
+        rows.append(row)
+    columns = {
+        "round": "round",
+        "asr": "red-team attack success (training judges)",
+        "diversity": "attack diversity",
+        "pairs": "pairs (sampled / self-revision / template)",
+        "safety": "held-out safety after",
+        "overrefusal": "over-refusal after",
+        "helpfulness": "helpfulness after",
+    }
+    return markdown_table(rows, columns)
+
+
+SWEEP_COLUMNS = {
+    "name": "model",
+    "w_safety": "w_s",
+    "w_helpful": "w_h",
+    "label_noise": "flipped",
+    "n_pairs": "pairs",
+    "safety": "safety",
+    "overrefusal": "over-refusal",
+    "helpfulness": "helpfulness",
+}

@@ -124,3 +124,13 @@ def test_report_models_curves_and_summary() -> None:
     assert s["safety_gain_points"] == pytest.approx(60.0) and s["overrefusal_change_points"] == pytest.approx(10.0)
     assert s["helpfulness_change"] == pytest.approx(-0.05) and s["pairs_ratio_static_over_selfmoa"] == ratio["ratio"]
     assert set(s["models"]["base"]) == set(report.POINT_KEYS)
+
+
+def test_markdown_tables() -> None:
+    rows = [{"name": "a", "safety": 0.5, "safety_lo": 0.4, "safety_hi": 0.6, "n_pairs": None}]
+    table = report.markdown_table(rows, {"name": "model", "safety": "safety", "n_pairs": "pairs"})
+    assert table.splitlines() == ["| model | safety | pairs |", "|---|---|---|", "| a | 0.500 [0.400, 0.600] | - |"]
+    loop_row = {"iteration": 0, "redteam_asr": 0.9, "attack_diversity": 0.8, "n_pairs": 10,
+                "pairs_by_source": {"sampled": 6, "self_revision": 1, "template": 3}, "heldout_after": _m(0.4)}  # fmt: skip
+    line = report.loop_markdown([loop_row]).splitlines()[-1]
+    assert line.startswith("| 1 | 0.900 | 0.800 | 10 (6 / 1 / 3) | 0.400 [0.300, 0.500]")
