@@ -119,10 +119,14 @@ def plot_loop(df: pd.DataFrame) -> Any:
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    sns.lineplot(data=df, x="iteration", y="value", hue="quantity", marker="o", ax=ax)
+    quantities = list(dict.fromkeys(df["quantity"]))
+    palette = dict(zip(quantities, sns.color_palette(n_colors=len(quantities)), strict=True))
+    sns.lineplot(data=df, x="iteration", y="value", hue="quantity", palette=palette, marker="o", ax=ax)
     ci = df.dropna(subset=["lo", "hi"])
-    for _, sub in ci.groupby("quantity"):
-        ax.fill_between(sub["iteration"], sub["lo"].astype(float), sub["hi"].astype(float), alpha=0.15)
+    for quantity, sub in ci.groupby("quantity"):
+        ax.fill_between(
+            sub["iteration"], sub["lo"].astype(float), sub["hi"].astype(float), color=palette[quantity], alpha=0.15
+        )
     ax.set_xlabel("policy after k rounds (red-team points: round k's attacks against it)")
     ax.set_ylabel("rate / score")
     ax.set_ylim(0, 1.05)
@@ -208,26 +212,31 @@ def _errorbars(ax: Any, df: pd.DataFrame, x: str, y: str, **kw: Any) -> None:
     )
 
 
-def plot_pareto(df: pd.DataFrame) -> Any:
-    """Safety against helpfulness for every trained model (95% CIs), over-refusal as colour and label."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+PARETO_GROUPS = ("base", "loop", "weights", "objective", "static")
 
-    sub = df.dropna(subset=["safety", "helpfulness"]).reset_index(drop=True)
+
+def plot_pareto(df: pd.DataFrame) -> Any:
+    """Safety against helpfulness (95% CIs) for the loop, the weight sweep, the ablations and the static
+    baseline; over-refusal as colour. Weight-sweep points are labelled by their weights, the others by name."""
+    import matplotlib.pyplot as plt
+
+    sub = df[df["group"].isin(PARETO_GROUPS)].dropna(subset=["safety", "helpfulness"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 5))
     _errorbars(ax, sub, "helpfulness", "safety")
-    markers = {"base": "X", "loop": "*", "weights": "o", "objective": "s", "static": "^", "data": "v", "noise": "D"}
-    sns.scatterplot(
-        data=sub, x="helpfulness", y="safety", hue="overrefusal", style="group", markers=markers,
-        palette="viridis", hue_norm=(0, 1), s=90, ax=ax, zorder=3,
-    )  # fmt: skip
+    markers = {"base": "X", "loop": "*", "weights": "o", "objective": "s", "static": "^"}
+    points = None
+    for group, part in sub.groupby("group", sort=False):
+        points = ax.scatter(part["helpfulness"], part["safety"], c=part["overrefusal"], cmap="viridis", vmin=0,
+                            vmax=0.3, marker=markers[group], s=90, zorder=3, label=group, edgecolors="black")  # fmt: skip
     for _, r in sub.iterrows():
-        ax.annotate(f"{r['name']} ({100 * r['overrefusal']:.0f}%)", (r["helpfulness"], r["safety"]), fontsize=6.5,
-                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        label = f"w_s={r['w_safety']:g}, w_h={r['w_helpful']:g}" if r["group"] == "weights" else r["name"]
+        ax.annotate(label, (r["helpfulness"], r["safety"]), fontsize=6.5, xytext=(4, 3), textcoords="offset points")
+    if points is not None:
+        fig.colorbar(points, ax=ax, label="over-refusal rate (benign-but-sensitive prompts)")
     ax.set_xlabel(METRIC_LABELS["helpfulness"] + " on held-out benign prompts")
     ax.set_ylabel(METRIC_LABELS["safety"] + " on held-out harmful prompts")
-    ax.set_title("Safety vs helpfulness (label: over-refusal rate; bars: 95% CI)")
-    ax.legend(fontsize=7, loc="best", title="colour: over-refusal / marker: group", title_fontsize=7)
+    ax.set_title("Safety vs helpfulness (bars: 95% CI)")
+    ax.legend(fontsize=7, loc="best", title="marker: group", title_fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -204,6 +204,7 @@ def run_variant(
         (`selfmoa.loop.model_summary` plus reference_perplexity) and seconds.
     """
     import dataclasses
+    import gc
     import time
 
     from selfmoa import artifacts, loop, policy, training
@@ -257,4 +258,6 @@ def run_variant(
         "seconds": round(time.time() - t0, 1),
     }
     artifacts.write_json(done, result)
+    del model
+    gc.collect()  # each variant loads fresh weights; free the last ones before the next
     return result
