@@ -1,0 +1,39 @@
+"""The committed reference results are complete, well-formed, and what the README reports."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from selfmoa.paths import ROOT
+
+RESULTS = ROOT / "data" / "results" / "cpu"
+README = (ROOT / "README.md").read_text()
+
+pytestmark = pytest.mark.skipif(not (RESULTS / "summary.json").is_file(), reason="no committed cpu reference run")
+
+
+def test_summary_has_the_documented_shape() -> None:
+    s = json.loads((RESULTS / "summary.json").read_text())
+    assert s["profile"] == "cpu" and s["eval_sets"] and all(n > 0 for n in s["eval_sets"].values())
+    assert {"base", "selfmoa", "static_dpo", "safety_only", "helpfulness_only"} <= set(s["models"])
+    for m in s["models"].values():
+        for k in ("safety", "overrefusal", "helpfulness"):
+            lo, hi = m[f"{k}_ci"]
+            assert 0.0 <= lo <= m[k] <= hi <= 1.0
+    base, sel = s["models"]["base"], s["models"]["selfmoa"]
+    assert s["safety_gain_points"] == pytest.approx(100 * (sel["safety"] - base["safety"]), abs=0.01)
+    assert s["overrefusal_change_points"] == pytest.approx(100 * (sel["overrefusal"] - base["overrefusal"]), abs=0.01)
+    assert s["helpfulness_change"] == pytest.approx(sel["helpfulness"] - base["helpfulness"], abs=1e-4)
+
+
+def test_readme_shows_the_committed_tables_and_figures() -> None:
+    for name in ("headline.md", "tables.md"):
+        for block in (RESULTS / name).read_text().strip().split("\n\n"):
+            if block.startswith("|"):
+                assert block in README, f"README is out of date with data/results/cpu/{name}"
+    for png in re.findall(r"figures/([\w-]+\.png)", README):
+        assert (ROOT / "figures" / png).is_file(), png
+        assert (ROOT / "figures" / png.replace(".png", ".json")).is_file(), f"{png} has no json sidecar"
