@@ -44,13 +44,17 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     return out, time.perf_counter() - t0
 
 
-def tree_rss(pid: int) -> int:
-    """Summed resident set size in bytes of a process and all its descendants (0 if it is gone)."""
+def tree_rss(pid: int, include_root: bool = True) -> int:
+    """Summed resident set size in bytes of a process and all its descendants (0 if it is gone).
+
+    `include_root=False` counts the descendants only (e.g. a benchmark measuring its child commands, whose
+    own memory holds models of earlier benchmarks).
+    """
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        procs = [root, *root.children(recursive=True)] if include_root else root.children(recursive=True)
     except psutil.Error:
         return 0
     total = 0
@@ -69,8 +73,9 @@ class PeakRSS:
     single waited-for descendant reached, a cross-check that a short peak between samples was not missed.
     """
 
-    def __init__(self, pid: int | None = None, interval: float = 0.2) -> None:
+    def __init__(self, pid: int | None = None, interval: float = 0.2, include_root: bool = True) -> None:
         self.pid = pid or os.getpid()
+        self.include_root = include_root
         self.interval = interval
         self.peak_bytes = 0
         self.children_maxrss_bytes = 0
@@ -79,7 +84,7 @@ class PeakRSS:
 
     def _sample(self) -> None:
         while True:
-            self.peak_bytes = max(self.peak_bytes, tree_rss(self.pid))
+            self.peak_bytes = max(self.peak_bytes, tree_rss(self.pid, self.include_root))
             if self._stop.wait(self.interval):
                 return
 

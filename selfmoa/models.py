@@ -225,3 +225,22 @@ def merge_adapter(model: Any) -> Any:
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model.base_model, "is_loaded_in_4bit", False):
         raise ModelLoadError("cannot merge a LoRA adapter into 4-bit weights; load the base in bf16/fp32 to merge")
     return model.merge_and_unload()
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc `malloc_trim`; a no-op elsewhere).
+
+    Loading and training many models in one process (the study variants) otherwise keeps the peak of
+    every earlier model resident, since glibc keeps freed memory in its arenas.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc:
+        try:
+            ctypes.CDLL(libc).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass

@@ -204,10 +204,10 @@ def run_variant(
         (`selfmoa.loop.model_summary` plus reference_perplexity) and seconds.
     """
     import dataclasses
-    import gc
     import time
 
     from selfmoa import artifacts, loop, policy, training
+    from selfmoa.models import release_memory
     from selfmoa.seeding import derive_seed
 
     cfg = variant_config(ctx.cfg, variant)
@@ -235,6 +235,7 @@ def run_variant(
         last_loss=log_rows[-1].get("loss") if log_rows else None,
     )
     del model, trained
+    release_memory()
     model, tok = policy.load_policy(cfg, ctx.run, 0, extra_adapters=[folder / policy.ADAPTER_DIR])
     eval_seed = derive_seed(cfg.seed, "07_evaluate", 0)
     records = loop.evaluate_model(model, tok, rows, cfg, *judges, eval_seed, cache)
@@ -259,5 +260,5 @@ def run_variant(
     }
     artifacts.write_json(done, result)
     del model
-    gc.collect()  # each variant loads fresh weights; free the last ones before the next
+    release_memory()  # each variant loads fresh weights; free the last ones before the next
     return result

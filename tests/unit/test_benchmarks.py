@@ -182,3 +182,17 @@ def test_selfmoa_command_overrides_folders(tmp_path) -> None:
     assert cmd[1:4] == ["-m", "selfmoa.cli", "run"]
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
     assert sets == [f"runs_dir={tmp_path / 'runs'}", f"cache_dir={tmp_path / 'cache'}", "stages=[00_setup]"]
+
+
+def test_peak_rss_of_children_leaves_out_this_process() -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(32 * 2**20); time.sleep(0.5)"])
+    try:
+        with PeakRSS(interval=0.01, include_root=False) as rss:
+            time.sleep(0.3)
+    finally:
+        child.wait()
+    assert 32 * 2**20 <= rss.peak_bytes < tree_rss(os.getpid()) + 32 * 2**20
+    assert tree_rss(os.getpid(), include_root=False) < tree_rss(os.getpid())
