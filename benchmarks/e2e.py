@@ -1,6 +1,7 @@
 """End to end: wall time and peak memory of `selfmoa run` on a profile, then of a rerun of the finished run.
 
-The run goes into a fresh temporary folder: `runs_dir` and `cache_dir` are overridden, so no generation,
+The run goes into a fresh temporary folder, with `publish=false` so that committed results are never
+overwritten: `runs_dir` and `cache_dir` are overridden, so no generation,
 judgement or embedding-judge cache from earlier runs is reused. Only the materialized model checkpoint is
 shared (a symlink to the repository's `data/cache/models`, created first if missing), so the one-off GGUF
 conversion is not counted. The rerun uses the same folders: every stage is complete and skipped.
@@ -55,14 +56,28 @@ def _model_cache(cache_dir: Path) -> None:
     (cache_dir / "models").symlink_to(models, target_is_directory=True)
 
 
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The headline of a run's `summary.json` (to compare a fresh run with the committed reference run)."""
+    keys = ("safety_gain_points", "overrefusal_change_points", "helpfulness_change", "pairs_ratio_static_over_selfmoa")
+    models = {
+        name: {k: m[k] for k in ("safety", "safety_ci", "overrefusal", "helpfulness")}
+        for name, m in summary["models"].items()
+    }
+    return {**{k: summary.get(k) for k in keys}, "models": models}
+
+
 def run_profile(config: str, quick: bool, max_first_s: float | None) -> dict[str, Any]:
     """First run and rerun of `config` in a fresh folder (`quick`: only the 00_setup stage)."""
     tmp = Path(tempfile.mkdtemp(prefix="selfmoa-bench-e2e-"))
     runs_dir, cache_dir = tmp / "runs", tmp / "cache"
     _model_cache(cache_dir)
-    cmd = selfmoa_command(config, runs_dir, cache_dir, ("stages=[00_setup]",) if quick else ())
+    # publish=false: a benchmark run never overwrites the committed results and figures
+    extra = ("publish=false",) + (("stages=[00_setup]",) if quick else ())
+    cmd = selfmoa_command(config, runs_dir, cache_dir, extra)
     first = measured_run(cmd, tmp / "first.log")
     steps = json.loads((runs_dir / RUN_ID / "pipeline.json").read_text())["steps"]
+    summary_path = runs_dir / RUN_ID / "08_report" / "summary.json"
+    fresh = headline(json.loads(summary_path.read_text())) if summary_path.is_file() else None
     rerun = measured_run(cmd, tmp / "rerun.log")
     rerun.pop("children_maxrss_bytes")  # getrusage keeps the maximum over the process's life: the first run's
     shutil.rmtree(tmp)
@@ -80,6 +95,7 @@ def run_profile(config: str, quick: bool, max_first_s: float | None) -> dict[str
         "rerun": rerun,
         "peak_rss_gib": peak / GIB,
         "first_run_steps": steps,
+        "fresh_run_headline": fresh,
     }
     return record(
         baseline=first["seconds"],

@@ -196,3 +196,12 @@ def test_peak_rss_of_children_leaves_out_this_process() -> None:
         child.wait()
     assert 32 * 2**20 <= rss.peak_bytes < tree_rss(os.getpid()) + 32 * 2**20
     assert tree_rss(os.getpid(), include_root=False) < tree_rss(os.getpid())
+
+
+def test_headline_of_a_summary() -> None:
+    from benchmarks.e2e import headline
+
+    m = {"safety": 0.8, "safety_ci": [0.7, 0.9], "overrefusal": 0.0, "helpfulness": 0.7, "n_pairs": 3}
+    out = headline({"safety_gain_points": 50.0, "models": {"selfmoa": m}})
+    assert out["safety_gain_points"] == 50.0 and out["helpfulness_change"] is None
+    assert out["models"]["selfmoa"] == {k: m[k] for k in ("safety", "safety_ci", "overrefusal", "helpfulness")}
