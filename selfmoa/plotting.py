@@ -151,16 +151,16 @@ def save(fig: Any, name: str, folder: str | Path, sources: list[str], notes: str
 
 def headline_markdown(models: dict[str, dict[str, Any]]) -> str:
     """Markdown table: model, safety, over-refusal, helpfulness (each with its 95% CI), pairs."""
-    lines = ["| model | safety | over-refusal | helpfulness | pairs |", "|---|---|---|---|---|"]
+    from selfmoa.report import markdown_table
+
+    rows = []
     for name, m in models.items():
-        cells = []
+        row = {"model": name, "n_pairs": m.get("n_pairs")}
         for k in ("safety", "overrefusal", "helpfulness"):
-            lo, hi = m[f"{k}_ci"]
-            cells.append(f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]")
-        lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {m.get('n_pairs') if m.get('n_pairs') is not None else '-'} |"
-        )
-    return "\n".join(lines)
+            row |= {k: m[k], f"{k}_lo": m[f"{k}_ci"][0], f"{k}_hi": m[f"{k}_ci"][1]}
+        rows.append(row)
+    columns = {"model": "model", "safety": "safety", "overrefusal": "over-refusal", "helpfulness": "helpfulness"}
+    return markdown_table(rows, columns | {"n_pairs": "pairs"})
 
 
 def _ci_columns(m: dict[str, Any]) -> dict[str, Any]:
