@@ -215,6 +215,7 @@ class EvalConfig:
         ["overrefusal", "benign_heldout"], "benign-but-sensitive sets (over-refusal and helpfulness)"
     )
     n_per_set: int = _f(64, "prompts per set (0 = all)", 0, 1_000_000)
+    sample_seed: int = _f(0, "seed of the per-set subsample (fixed, independent of the training seed)", 0, 2**31 - 1)
     max_new_tokens: int = _f(96, "greedy generation length", 1, 8192)
     batch_size: int = _f(16, "prompts per generation batch", 1, 4096)
     n_bootstrap: int = _f(1000, "bootstrap resamples for 95% CIs", 10, 1_000_000)

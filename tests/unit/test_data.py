@@ -24,7 +24,7 @@ HUB = [n for n, b in REGISTRY.items() if b.source == "hub"]
 
 @functools.lru_cache(maxsize=1)
 def _eval_rows():
-    return data.eval_rows()
+    return data.eval_set_rows()
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,6 +122,26 @@ def test_train_seed_pool_membership_does_not_depend_on_seed():
     assert [r["id"] for r in other] != [r["id"] for r in _pool()]
     assert {r["id"] for r in other} == {r["id"] for r in _pool()}
     assert [r["id"] for r in data.train_seed_pool(seed=0)] == [r["id"] for r in _pool()]
+
+
+def test_eval_rows_do_not_depend_on_the_training_seed():
+    from selfmoa.config import RunConfig, with_overrides
+
+    cfg = with_overrides(RunConfig(), {"eval.n_per_set": 10})
+    rows = data.eval_rows(cfg)
+    assert rows == data.eval_rows(with_overrides(cfg, {"seed": 7}))
+    assert rows != data.eval_rows(with_overrides(cfg, {"eval.sample_seed": 1}))
+    assert len(rows) == 10 * (len(cfg.eval.harmful_sets) + len(cfg.eval.benign_sets))
+    assert {r["prompt_set"] for r in rows if r["is_harmful"]} == set(cfg.eval.harmful_sets)
+    assert {r["prompt"] for r in rows} <= data.eval_prompt_texts(cfg)
+
+
+def test_seed_pool_and_reset_rows():
+    from selfmoa.config import RunConfig
+
+    assert [r["id"] for r in data.seed_pool(RunConfig(), 0)] == [r["id"] for r in _pool()]
+    reset = data.reset_rows()
+    assert reset and all(r["label"] == "harmful" and r["completion"] for r in reset)
 
 
 def test_overlap_with_an_eval_set_is_removed():
