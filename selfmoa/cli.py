@@ -79,14 +79,20 @@ def main(argv: list[str] | None = None) -> int:
                 secs = "" if row["seconds"] is None else f"{row['seconds']:.1f}s"
                 print(f"{row['step']:24s} {row['state']:9s} {secs}")
             return 0
-        summary = pipeline.run(
-            args.config,
-            args.run_id,
-            args.overrides,
-            force=args.force,
-            kernel_name=args.kernel,
-            log_output=args.log_output,
-        )
+        from selfmoa import runlock
+        from selfmoa.paths import resolve_path, run_dir
+
+        cfg = C.load(resolve_path(args.config), args.overrides)
+        C.check_installed(cfg)
+        with runlock.hold(run_dir(cfg.runs_dir, args.run_id or pipeline.default_run_id(cfg))):
+            summary = pipeline.run(
+                args.config,
+                args.run_id,
+                args.overrides,
+                force=args.force,
+                kernel_name=args.kernel,
+                log_output=args.log_output,
+            )
         ran = sum(s["ran"] for s in summary["steps"])
         print(
             f"run {summary['run_id']}: {ran} steps ran, {len(summary['steps']) - ran} skipped, "
@@ -94,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     except (C.ConfigError, RuntimeError, ValueError) as err:
-        print(f"selfmoa: error: {err}", file=sys.stderr)
+        print(f"selfmoa: error: {one_line(str(err))}", file=sys.stderr)
         return 2
+
+
+def one_line(text: str) -> str:
+    """An error message on one line (YAML parser errors span several)."""
+    return " ".join(text.split())
 
 
 def _judges(config_path: str, overrides: list[str]) -> int:

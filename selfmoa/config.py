@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -298,6 +300,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int or tp is bool or tp is str:
         if type(value) is not tp:
@@ -309,7 +313,7 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     """Build dataclass `cls` from a nested mapping, validating every key and value."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -369,7 +373,7 @@ def load(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) 
     for key, value in (overrides or {}).items():
         _set_path(data, key, value)
     try:
-        return from_dict(RunConfig, data)
+        return check_names(from_dict(RunConfig, data))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
@@ -379,7 +383,173 @@ def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     data = to_dict(cfg)
     for key, value in overrides.items():
         _set_path(data, key, value)
-    return from_dict(RunConfig, data)
+    return check_names(from_dict(RunConfig, data))
+
+
+# --------------------------------------------------------------------------------------------------
+# Names and cross-field rules, checked when a config loads (before any model or data set loads)
+# --------------------------------------------------------------------------------------------------
+
+# Judges that score safety only (their constructors reject 'helpfulness'; tested against judges/).
+SAFETY_ONLY_JUDGES = ("guard", "toxicity")
+# Which registry roles (selfmoa.data) each evaluation list accepts.
+EVAL_SET_ROLES = {"harmful_sets": ("eval-harmful",), "benign_sets": ("eval-benign", "eval-overrefusal")}
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def stage_names() -> list[str]:
+    """Stems of the stage notebooks (what `stages` may name), e.g. '00_setup'."""
+    from selfmoa.paths import NOTEBOOKS
+
+    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
+
+
+def _check_model_name(name: str | None, key: str, optional: bool = False) -> None:
+    """An embedded model, an existing local folder, or a well-formed hub id."""
+    if name is None and optional:
+        return
+    if not name or not name.strip():
+        raise ConfigError(f"{key}: empty model name; use {EMBEDDED_POLICY!r}, a hub id or a local folder")
+    if name != name.strip():
+        raise ConfigError(f"{key}: {name!r} has leading or trailing spaces")
+    if name.startswith("embedded:"):
+        from selfmoa.models import EMBEDDED_MODELS
+
+        if name not in EMBEDDED_MODELS:
+            raise ConfigError(f"{key}: unknown embedded model {name!r}; embedded models: {sorted(EMBEDDED_MODELS)}")
+        return
+    if Path(name).expanduser().is_dir():
+        return
+    if name.startswith(("/", ".", "~")):
+        raise ConfigError(f"{key}: {name!r} is not an existing folder (a local model needs a folder with config.json)")
+    if not _HUB_ID.fullmatch(name) or "--" in name or ".." in name:
+        raise ConfigError(
+            f"{key}: {name!r} is neither an embedded model, a local folder nor a hub id such as 'Qwen/Qwen2.5-0.5B-Instruct'"
+        )
+
+
+def _check_model(spec: ModelSpec, key: str) -> None:
+    _check_model_name(spec.name, f"{key}.name")
+    if spec.revision is not None and not spec.revision.strip():
+        raise ConfigError(f"{key}.revision: empty revision; use null for the default branch or a commit / tag")
+    if spec.revision is not None and spec.name.startswith("embedded:"):
+        raise ConfigError(f"{key}.revision: embedded models have no revisions; set it to null")
+
+
+def _check_list(values: list[Any], key: str, known: list[str] | None = None, empty_ok: bool = True) -> None:
+    if not values and not empty_ok:
+        raise ConfigError(f"{key}: must name at least one entry" + (f" (known: {', '.join(known)})" if known else ""))
+    seen = set()
+    for v in values:
+        if known is not None and v not in known:
+            raise ConfigError(f"{key}: unknown name {v!r}; known: {', '.join(known)}")
+        if v in seen:
+            raise ConfigError(f"{key}: {v!r} is listed twice")
+        seen.add(v)
+
+
+def _check_ensembles(judge: JudgeConfig) -> None:
+    """Every judge ensemble names known judges, has a positive weight, and has the models it needs."""
+    from selfmoa.judges.factory import JUDGE_NAMES
+
+    for f in dataclasses.fields(judge):
+        weights = getattr(judge, f.name)
+        if not isinstance(weights, dict):
+            continue
+        key = f"judge.{f.name}"
+        aspect = "helpfulness" if f.name.endswith("helpfulness") else "safety"
+        for name, w in weights.items():
+            if name not in JUDGE_NAMES:
+                raise ConfigError(f"{key}: unknown judge {name!r}; judges: {', '.join(JUDGE_NAMES)}")
+            if w <= 0:
+                continue
+            if aspect == "helpfulness" and name in SAFETY_ONLY_JUDGES:
+                raise ConfigError(f"{key}: judge {name!r} scores safety only; remove it from the helpfulness weights")
+            if name == "guard" and judge.guard_model is None:
+                raise ConfigError(f"{key}: judge 'guard' needs judge.guard_model (hub id of a Llama-Guard-style model)")
+            if name == "reward" and judge.reward_model is None:
+                raise ConfigError(f"{key}: judge 'reward' needs judge.reward_model (hub id of a reward model)")
+        if not any(w > 0 for w in weights.values()):
+            raise ConfigError(f"{key}: needs at least one judge with a weight > 0 (judges: {', '.join(JUDGE_NAMES)})")
+
+
+def _check_eval_sets(ev: EvalConfig) -> None:
+    """Evaluation sets exist in the benchmark registry (`selfmoa.data.REGISTRY`) with a fitting role."""
+    from selfmoa.data import REGISTRY
+
+    for field_name, roles in EVAL_SET_ROLES.items():
+        key = f"eval.{field_name}"
+        known = [n for n, b in REGISTRY.items() if b.role in roles]
+        _check_list(getattr(ev, field_name), key, empty_ok=False, known=None)
+        for name in getattr(ev, field_name):
+            if name not in REGISTRY:
+                raise ConfigError(f"{key}: unknown benchmark {name!r}; {key} may name: {', '.join(known)}")
+            if REGISTRY[name].role not in roles:
+                raise ConfigError(
+                    f"{key}: {name!r} has role {REGISTRY[name].role!r}, not {' / '.join(roles)}; "
+                    f"{key} may name: {', '.join(known)}"
+                )
+    both = set(ev.harmful_sets) & set(ev.benign_sets)
+    if both:
+        raise ConfigError(f"eval: {sorted(both)} listed as both harmful and benign sets")
+
+
+def check_names(cfg: RunConfig) -> RunConfig:
+    """Check every name and cross-field rule a later stage would otherwise trip over; return `cfg`.
+
+    Covers the profile and folder names, stage names, model names, judge ensembles, evaluation sets,
+    red-team mutations and LoRA target modules. Imports only light
+    modules (the benchmark registry, the judge and mutation name lists), never torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the allowed values.
+    """
+    if not _PLAIN_NAME.fullmatch(cfg.profile):
+        raise ConfigError(
+            f"profile: {cfg.profile!r} must be a plain folder name such as 'cpu' (results go to data/results/<profile>/)"
+        )
+    for key in ("cache_dir", "runs_dir"):
+        if not getattr(cfg, key).strip():
+            raise ConfigError(f"{key}: empty folder name")
+    _check_list(cfg.stages, "stages", known=stage_names())
+    _check_model(cfg.policy, "policy")
+    _check_model(cfg.attacker, "attacker")
+    _check_model(cfg.judge.judge_model, "judge.judge_model")
+    _check_model_name(cfg.judge.guard_model, "judge.guard_model", optional=True)
+    _check_model_name(cfg.judge.reward_model, "judge.reward_model", optional=True)
+    _check_ensembles(cfg.judge)
+    _check_eval_sets(cfg.eval)
+    from selfmoa.redteam import MUTATIONS
+
+    _check_list(cfg.redteam.mutations, "redteam.mutations", known=sorted(MUTATIONS))
+    for key in ("train", "reset"):
+        _check_list(getattr(cfg, key).target_modules, f"{key}.target_modules", empty_ok=False)
+    return cfg
+
+
+def check_installed(cfg: RunConfig) -> None:
+    """Packages and connections the config needs on this machine (checked by `selfmoa run` before it starts).
+
+    Raises:
+        ConfigError: naming the key that needs the missing package and how to install it.
+    """
+    import importlib.util
+
+    for key in ("policy", "attacker", "judge.judge_model"):
+        spec = cfg.judge.judge_model if key == "judge.judge_model" else getattr(cfg, key)
+        if spec.load_in_4bit and importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(f"{key}.load_in_4bit needs the package 'bitsandbytes' (pip install bitsandbytes==0.50.2)")
+    if cfg.policy.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("policy.backend: 'vllm' needs the package 'vllm' (pip install vllm on a CUDA machine)")
+    from selfmoa.data import REGISTRY, hub_offline
+
+    if hub_offline():
+        hub = [n for n in (*cfg.eval.harmful_sets, *cfg.eval.benign_sets) if REGISTRY[n].source == "hub"]
+        if hub:
+            raise ConfigError(
+                f"eval: {hub} come from the Hugging Face hub, but HF_DATASETS_OFFLINE / HF_HUB_OFFLINE is set"
+            )
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -90,13 +90,33 @@ def load_policy(
 
 
 def merged_checkpoint(cfg: RunConfig, target: Path, chain: list[Path]) -> Path:
-    """Save base + chain merged in `policy.dtype` once under `target` (what 4-bit policies and vLLM load)."""
-    if not (target / "config.json").is_file():
-        model, tok = _merged(cfg, chain)
-        model.save_pretrained(target)
-        tok.save_pretrained(target)
-        del model
+    """Save base + chain merged in `policy.dtype` once under `target` (what 4-bit policies and vLLM load).
+
+    `target/MERGE_KEY`, written last, records the base model and the identity of every adapter of the chain
+    (content hashes): a checkpoint merged from other adapters (a `--force` rerun after retraining) or cut
+    short by a kill is merged afresh, never loaded.
+    """
+    import json
+    import shutil
+
+    from selfmoa.artifacts import atomic_write_bytes
+
+    spec = cfg.policy
+    key = json.dumps({"base": [spec.name, spec.revision, spec.dtype], "adapters": adapter_ids(chain)}, sort_keys=True)
+    marker = target / MERGE_KEY
+    if marker.is_file() and marker.read_text() == key and (target / "config.json").is_file():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    model, tok = _merged(cfg, chain)
+    model.save_pretrained(target)
+    tok.save_pretrained(target)
+    del model
+    atomic_write_bytes(marker, key.encode())
     return target
+
+
+MERGE_KEY = "selfmoa_merge_key.json"
 
 
 def _with_backend(cfg: RunConfig, model: Any, source: str, ids: list[str]) -> Any:

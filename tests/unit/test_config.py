@@ -52,8 +52,8 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 def test_overrides_dict_and_strings(tmp_path: Path) -> None:
     path = _write(tmp_path, "train: {beta: 0.1}")
     assert C.load(path, {"train.beta": 0.3}).train.beta == 0.3
-    cfg = C.load(path, ["train.beta=0.2", "policy.load_in_4bit=true", "eval.harmful_sets=[a, b]"])
-    assert cfg.train.beta == 0.2 and cfg.policy.load_in_4bit and cfg.eval.harmful_sets == ["a", "b"]
+    cfg = C.load(path, ["train.beta=0.2", "policy.load_in_4bit=true", "eval.harmful_sets=[advbench, jbb_harmful]"])
+    assert cfg.train.beta == 0.2 and cfg.policy.load_in_4bit and cfg.eval.harmful_sets == ["advbench", "jbb_harmful"]
     with pytest.raises(C.ConfigError, match="expected key=value"):
         C.load(path, ["train.beta"])
 
