@@ -76,6 +76,8 @@ def model_fingerprint(model: Any) -> str:
     for name, cfg in (getattr(model, "peft_config", None) or {}).items():
         parts.append(f"{name}:{getattr(cfg, 'revision', '')}")
     parts.extend(sorted(getattr(model, "selfmoa_adapter_ids", [])))
+    if getattr(model, "is_loaded_in_4bit", False):  # same folder and compute dtype as the full-precision model
+        parts.append("nf4")
     return "|".join(parts)
 
 

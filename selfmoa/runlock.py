@@ -6,6 +6,12 @@ when its process dies, so a lock left by a killed run (even `kill -9`) is recove
 without any clean-up; the stale holder record is simply overwritten. The lock file stays in place
 (removing it could let two writers lock two different files); it is emptied on release.
 
+A run killed with `kill -9` can leave two things behind, and the next holder clears both before it
+writes (`recover`): Jupyter kernels the dead run started (they live in their own session, so a kill of the
+run's process group misses them; ipykernel ends them about a second after their parent dies, and they may
+write until then), and temporary files of writes they cut short (`.<name>.<random>`, see
+`artifacts.atomic_write_bytes`).
+
 `flock` locks are per host: two machines sharing a run folder over NFS are not kept apart.
 """
 
@@ -13,7 +19,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
+import signal
 import socket
 import sys
 import time
@@ -23,6 +32,11 @@ from pathlib import Path
 from typing import Any
 
 LOCK_NAME = ".lock"
+# mkstemp names of `artifacts.atomic_write_bytes` (prefix ".<name>.") and `tempfile.mkdtemp` folders
+TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}")
+ORPHAN_WAIT_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class RunLockedError(RuntimeError):
@@ -75,6 +89,62 @@ def describe_holder(record: dict[str, Any] | None) -> str:
     )
 
 
+def orphan_kernels(parent_pid: int) -> list[int]:
+    """Pids of live Jupyter kernels started by `parent_pid` (their JPY_PARENT_PID); Linux /proc only."""
+    needle = f"JPY_PARENT_PID={parent_pid}".encode()
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in env and int(proc.name) != os.getpid():
+            out.append(int(proc.name))
+    return out
+
+
+def temp_files(run: str | Path) -> list[Path]:
+    """Temporary files and folders of interrupted atomic writes below a run folder."""
+    return sorted(p for p in Path(run).rglob(".*") if p.name != LOCK_NAME and TEMP_NAME.fullmatch(p.name))
+
+
+def recover(run: str | Path, previous: dict[str, Any] | None, wait_s: float = ORPHAN_WAIT_S) -> list[str]:
+    """Clear what a killed holder left in `run`: wait for (then kill) its kernels, delete its temp files.
+
+    Args:
+        run: the run folder, whose lock the caller holds.
+        previous: the holder record found in the lock file (None or a live holder: nothing to do).
+        wait_s: how long orphaned kernels get to exit on their own before they are killed.
+
+    Returns:
+        What was done, one line each (also logged).
+    """
+    import shutil
+
+    done: list[str] = []
+    pid = (previous or {}).get("pid")
+    if not isinstance(pid, int) or previous.get("host") != socket.gethostname() or pid_alive(pid):
+        return done
+    deadline = time.monotonic() + wait_s
+    while (kernels := orphan_kernels(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for k in kernels:
+        try:
+            os.kill(k, signal.SIGKILL)
+            done.append(f"killed kernel {k} left by dead pid {pid}")
+        except ProcessLookupError:
+            pass
+    for path in temp_files(run):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        done.append(f"removed {path} (a write cut short)")
+    for line in done:
+        log.warning("run folder %s: %s", run, line)
+    return done
+
+
 @contextmanager
 def hold(run: str | Path, command: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """Hold the run folder's lock for the `with` block; yields this process's holder record.
@@ -99,6 +169,7 @@ def hold(run: str | Path, command: list[str] | None = None) -> Iterator[dict[str
                 f"run folder {run} is in use by {describe_holder(read_holder(run))}; wait for it to finish, "
                 f"stop it, or use another --run-id"
             ) from None
+        recover(run, read_holder(run))
         record = holder_record(command)
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)

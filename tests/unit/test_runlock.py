@@ -87,3 +87,31 @@ def test_cli_run_refuses_a_folder_in_use(tmp_path: Path) -> None:
     errors = [line for line in out.stderr.splitlines() if line.startswith("selfmoa: error:")]
     assert len(errors) == 1 and f"is in use by pid {proc.pid}" in errors[0], out.stderr
     assert not (run / "executed").exists()  # nothing started
+
+
+def test_recover_clears_kernels_and_temp_files_of_a_dead_holder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    stage = run / "iter0" / "06_align"
+    stage.mkdir(parents=True)
+    (stage / ".metrics.json.ab_cd123").write_text("{")  # atomic_write_bytes cut short
+    (run / ".config.yaml.x1y2z3w4").mkdir()
+    keep = [stage / "metrics.json", run / ".lock", stage / ".hidden"]
+    for path in keep:
+        path.write_text("x")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    env = {**os.environ, "JPY_PARENT_PID": str(pid)}
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    try:
+        time.sleep(0.2)
+        assert runlock.orphan_kernels(pid) == [kernel.pid]
+        record = {"pid": pid, "host": socket.gethostname(), "started": "x", "command": "selfmoa run"}
+        done = runlock.recover(run, record, wait_s=0.3)
+        assert kernel.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        if kernel.poll() is None:
+            kernel.kill()
+    assert len(done) == 3 and runlock.temp_files(run) == []
+    assert all(p.exists() for p in keep)
+    assert runlock.recover(run, {**record, "pid": os.getpid()}) == []  # a live holder is left alone
+    assert runlock.recover(run, None) == []
