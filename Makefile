@@ -31,15 +31,15 @@ status: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check selfmoa tests benchmarks
+	$(BIN)/ruff format --check selfmoa tests benchmarks notebooks
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check selfmoa tests benchmarks
+	$(BIN)/ruff check . && $(BIN)/ruff format --check selfmoa tests benchmarks notebooks
 
 format: setup
-	$(BIN)/ruff check --fix . && $(BIN)/ruff format selfmoa tests benchmarks
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format selfmoa tests benchmarks notebooks
 	$(BIN)/nbstripout notebooks/*.ipynb
 
 bench: setup

@@ -57,10 +57,16 @@ def _model_cache(cache_dir: Path) -> None:
 
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
-    """The headline of a run's `summary.json` (to compare a fresh run with the committed reference run)."""
-    keys = ("safety_gain_points", "overrefusal_change_points", "helpfulness_change", "pairs_ratio_static_over_selfmoa")
+    """The headline of a run's `summary.json` (to compare a fresh run with the committed reference run).
+
+    Older summaries' metric names are read as today's (`selfmoa.evaluation.canonical_names`).
+    """
+    from selfmoa.evaluation import canonical_names
+
+    summary = canonical_names(summary)
+    keys = ("safety_gain_points", "over_refusal_change_points", "helpfulness_change", "pairs_ratio_static_over_selfmoa")
     models = {
-        name: {k: m[k] for k in ("safety", "safety_ci", "overrefusal", "helpfulness")}
+        name: {k: m[k] for k in ("safety", "safety_ci", "over_refusal", "helpfulness")}
         for name, m in summary["models"].items()
     }
     return {**{k: summary.get(k) for k in keys}, "models": models}

@@ -111,14 +111,12 @@ def one_line(text: str) -> str:
 
 def _judges(config_path: str, overrides: list[str]) -> int:
     """Write data/results/<profile>/judges.csv (accuracy, F1, AUROC of every judge and ensemble)."""
-    from selfmoa import loop
+    from selfmoa.judges.factory import judge_lm
+    from selfmoa.judges.validation import validate_judges
     from selfmoa.paths import resolve_path, results_dir
 
     cfg = C.load(resolve_path(config_path), overrides)
-    judge_lm = (
-        loop.load_judge_lm(cfg) if loop.needs_judge_lm(cfg, "train") or loop.needs_judge_lm(cfg, "eval") else None
-    )
-    table = loop.validate_judges(cfg, judge_lm)
+    table = validate_judges(cfg, judge_lm(cfg, "train", "eval"))
     out = results_dir(cfg.profile) / "judges.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

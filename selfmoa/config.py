@@ -138,6 +138,15 @@ class SamplingConfig:
     n_benign: int = _f(48, "benign prompts sampled per iteration (helpfulness / over-refusal guard)", 0, 100_000)
 
 
+def is_unsafe(safety: float | None, unsafe_below: float) -> bool:
+    """The study's one "unsafe" predicate: a scored safety value strictly below `unsafe_below`.
+
+    Unscored values (None or NaN) are never unsafe; callers count them apart. `JudgeConfig.is_unsafe`
+    applies it with the configured threshold.
+    """
+    return safety is not None and float(safety) < unsafe_below
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     """Stage 04: weak judges. Safety score s: 1 = safe; helpfulness h: 1 = useful answer.
@@ -164,6 +173,11 @@ class JudgeConfig:
     guard_model: str | None = _f(None, "hub id of a Llama-Guard-style guard model (GPU profiles)")
     reward_model: str | None = _f(None, "hub id of a sequence-classification reward model (GPU profiles)")
     label_noise: float = _f(0.0, "fraction of training safety decisions flipped (weak-supervision sweep)", 0.0, 1.0)
+
+    def is_unsafe(self, safety: float | None) -> bool:
+        """Whether a safety score is unsafe under this config (`is_unsafe` with `unsafe_below`)."""
+        return is_unsafe(safety, self.unsafe_below)
+
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,12 @@ class GenerationCache:
             con.executemany("INSERT OR REPLACE INTO gen (key, text) VALUES (?, ?)", list(items.items()))
 
 
+def generation_cache(cfg: Any) -> GenerationCache:
+    """The run-independent generation cache of a config, `<cache_dir>/generations.sqlite` (keys include the
+    model, so runs never mix)."""
+    return GenerationCache(Path(cfg.cache_dir) / "generations.sqlite")
+
+
 def cache_key(model_id: str, system: str | None, prompt: str, settings: SamplingSettings, index: int) -> str:
     """Key of one generated sample; greedy decoding ignores the seed and sample index."""
     fields = asdict(settings)

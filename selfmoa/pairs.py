@@ -3,7 +3,7 @@
 Input: one record per sampled response, ``{"prompt", "response", "prompt_kind", "safety", "helpful"}`` with
 optional ``"refused"`` (bool, from a refusal detector) and ``"category"`` (harm category). ``safety`` s and
 ``helpful`` h lie in [0, 1]; None or NaN means *unscored* and the response is left out (never read as 0).
-A response is *safe* when ``s >= unsafe_below`` (the threshold direction declared in `JudgeConfig`).
+A response is *unsafe* when `selfmoa.config.is_unsafe(s, unsafe_below)` (s < `judge.unsafe_below`), else *safe*.
 
 Ordering rule (this project's choice, not from the paper). Secondary readings of the paper order pairs by
 helpfulness and put the safety difference in the loss margin (see `selfmoa.losses`). Ordering by raw
@@ -21,7 +21,7 @@ are in tier 1 and a's within-tier value exceeds b's by at least `min_gap`. Rules
 pair per prompt: the top-ranked against the bottom-ranked answer) or ``all_pairs`` (every admissible pair).
 
 When no sampled answer to a harmful prompt is safe, the policy writes its own safe answer by self-revision
-under `CONSTITUTION` (`prompts_needing_revision` -> `self_revise`, kept only when the safety judge says
+under `selfmoa.revision.CONSTITUTION` (`prompts_needing_revision` -> `selfmoa.revision.self_revise`, kept only when the safety judge says
 safe); otherwise the configured fallback applies: ``template_refusal`` (a short refusal with a redirect,
 varied by harm category; its safety is set to 1.0 by construction, its helpfulness is unscored) or
 ``drop``. Each pair records the source of its chosen answer: ``sampled``, ``self_revision`` or ``template``.
@@ -29,70 +29,22 @@ varied by harm category; its safety is set to 1.0 by construction, its helpfulne
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from selfmoa.config import is_unsafe
+from selfmoa.revision import template_refusal
+from selfmoa.text import text_key
 
 SOURCES = ("sampled", "self_revision", "template")
 RULES = ("best_vs_worst", "all_pairs")
 ORDERS = ("tiered", "safety", "helpfulness")
 FALLBACKS = ("template_refusal", "drop")
 PROMPT_KINDS = ("harmful", "benign")
-
-CONSTITUTION = """\
-1. Do not give instructions, code, recipes or details that help someone hurt people, make weapons or drugs,
-commit crimes, break into computer systems, or harass, deceive or discriminate against anyone.
-2. If the request asks for that kind of help, say briefly and politely that you can't help with that part.
-3. Then offer something safe and useful instead: the legitimate need behind the request, general safety
-information, or where to get proper help.
-4. Be short and respectful; do not lecture."""
-
-MAX_DRAFT_CHARS = 600
-
-_REFUSAL_OPENERS = (
-    "I can't help with that.",
-    "Sorry, I can't assist with that request.",
-    "I won't help with this, because it could cause real harm.",
-)
-
-# (keywords matched in the lower-cased category, redirect sentence); the first match wins.
-_REDIRECTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (
-        ("cyber", "hack", "intrusion", "malware"),
-        "If you're interested in security, I can explain how to protect systems or suggest legal ways to practise, "
-        "such as capture-the-flag exercises.",
-    ),
-    (
-        ("chemical", "biolog", "weapon", "violen", "physical"),
-        "If you or someone else is in danger, please contact local emergency services. I'm happy to share general "
-        "safety information instead.",
-    ),
-    (
-        ("misinformation", "disinformation", "deception", "propaganda"),
-        "I can help you find reliable sources on the topic or explain how to spot misleading claims.",
-    ),
-    (
-        ("harass", "hate", "bully", "discrimin"),
-        "If you're dealing with a conflict, I can help you find respectful ways to address it.",
-    ),
-    (("sexual", "adult"), "I can help with general, respectful information about relationships or health instead."),
-    (
-        ("self-harm", "self harm", "suicide"),
-        "If you're going through a hard time, please consider talking to someone you trust or a local crisis line.",
-    ),
-    (
-        ("illegal", "crime", "drug", "fraud", "theft", "goods"),
-        "I can explain the relevant laws or point you to legitimate alternatives instead.",
-    ),
-    (("copyright", "piracy"), "I can summarise the work or help you find legal ways to access it."),
-    (("privacy", "personal", "surveillance"), "I can explain how to protect personal information instead."),
-)
-_DEFAULT_REDIRECT = "Is there something related that I can help with in a safe way?"
 
 
 class EvalContaminationError(ValueError):
@@ -122,7 +74,7 @@ def _is_scored(value: Any) -> bool:
 def _rank(sample: dict[str, Any], kind: str, unsafe_below: float, order: str = "tiered") -> tuple[int, float]:
     """(tier, within-tier value) of a scored response; see the module docstring."""
     s, h = float(sample["safety"]), float(sample["helpful"])
-    safe = s >= unsafe_below
+    safe = not is_unsafe(s, unsafe_below)
     if order == "safety":
         return (1 if safe else 0), s
     if order == "helpfulness":
@@ -173,45 +125,7 @@ def _group(samples: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return groups
 
 
-def _stable_index(text: str, seed: int, n: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % n
-
-
-def template_refusal(prompt: str, category: str | None = None, seed: int = 0) -> str:
-    """A short refusal with a redirect that fits the harm category (fallback chosen answer).
-
-    The redirect is picked by keywords in `category` (HarmBench semantic categories, StrongREJECT
-    categories and similar names all match); the opening sentence varies deterministically with the
-    prompt and seed so that the policy does not learn one fixed string.
-    """
-    cat = (category or "").lower()
-    redirect = next((text for keys, text in _REDIRECTS if any(k in cat for k in keys)), _DEFAULT_REDIRECT)
-    opener = _REFUSAL_OPENERS[_stable_index(prompt, seed, len(_REFUSAL_OPENERS))]
-    return f"{opener} {redirect}"
-
-
-def revision_prompt(prompt: str, draft: str) -> str:
-    """The user message asking the policy to rewrite its own draft under `CONSTITUTION`.
-
-    The draft is cut to `MAX_DRAFT_CHARS` characters to keep small models' context short. The rewritten
-    answer is later paired with the *original* prompt (without the constitution), so the policy learns
-    to answer safely without being reminded.
-    """
-    draft = draft.strip()
-    if len(draft) > MAX_DRAFT_CHARS:
-        draft = draft[:MAX_DRAFT_CHARS] + " ..."
-    return (
-        "Here is a request and a draft reply.\n\n"
-        f"Request: {prompt.strip()}\n\n"
-        f"Draft reply: {draft}\n\n"
-        "Rewrite the reply so that it follows these rules:\n"
-        f"{CONSTITUTION}\n\n"
-        "Write only the rewritten reply."
-    )
-
-
-def prompts_needing_revision(samples: Sequence[dict[str, Any]], unsafe_below: float = 0.5) -> list[tuple[str, str]]:
+def prompts_needing_revision(samples: Sequence[dict[str, Any]], unsafe_below: float) -> list[tuple[str, str]]:
     """Harmful prompts whose scored samples include no safe answer, each with a draft to revise.
 
     Returns:
@@ -223,44 +137,10 @@ def prompts_needing_revision(samples: Sequence[dict[str, Any]], unsafe_below: fl
         scored = [r for r in group if _is_scored(r["safety"]) and _is_scored(r["helpful"])]
         if group[0]["prompt_kind"] != "harmful" or not scored:
             continue
-        if all(float(r["safety"]) < unsafe_below for r in scored):
+        if all(is_unsafe(float(r["safety"]), unsafe_below) for r in scored):
             draft = max(scored, key=lambda r: float(r["safety"]))["response"]
             out.append((prompt, draft))
     return out
-
-
-def self_revise(
-    items: Sequence[tuple[str, str]],
-    generate_fn: Callable[[list[str]], list[str]],
-    safety_fn: Callable[[list[str], list[str]], Sequence[float | None]],
-    unsafe_below: float = 0.5,
-) -> dict[str, dict[str, Any]]:
-    """Ask the policy to revise its unsafe drafts under the constitution; keep revisions judged safe.
-
-    Args:
-        items: (prompt, draft) pairs, e.g. from `prompts_needing_revision`.
-        generate_fn: maps user messages to one reply each (the policy, chat template applied inside).
-        safety_fn: judges (prompts, responses) -> safety scores in [0, 1] (None/NaN = unscored). The
-            revision is judged against the original prompt.
-        unsafe_below: a revision is kept when its score is >= this.
-
-    Returns:
-        {prompt: {"response": revision, "safety": score}} for the revisions that were kept.
-    """
-    if not items:
-        return {}
-    prompts = [p for p, _ in items]
-    replies = list(generate_fn([revision_prompt(p, d) for p, d in items]))
-    if len(replies) != len(items):
-        raise ValueError(f"generate_fn returned {len(replies)} replies for {len(items)} prompts")
-    scores = list(safety_fn(prompts, replies))
-    if len(scores) != len(items):
-        raise ValueError(f"safety_fn returned {len(scores)} scores for {len(items)} responses")
-    kept = {}
-    for prompt, reply, score in zip(prompts, replies, scores, strict=True):
-        if reply.strip() and _is_scored(score) and float(score) >= unsafe_below:
-            kept[prompt] = {"response": reply.strip(), "safety": float(score)}
-    return kept
 
 
 def _pair(
@@ -301,7 +181,7 @@ def build_pairs(
     order: str = "tiered",
     min_gap: float = 0.1,
     max_pairs: int = 512,
-    unsafe_below: float = 0.5,
+    unsafe_below: float,
     fallback: str = "template_refusal",
     revisions: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
@@ -316,7 +196,7 @@ def build_pairs(
             alone, no tiers, so no fallback for harmful prompts: the helpfulness-only ablation).
         min_gap: minimum within-tier gap for a pair of two tier-1 answers.
         max_pairs: cap; pairs are taken round-robin over prompts in a seeded order (largest gap first).
-        unsafe_below: safety threshold (safe when s >= this).
+        unsafe_below: `judge.unsafe_below` (see `selfmoa.config.is_unsafe`).
         fallback: for harmful prompts with no safe sample and no kept revision: ``template_refusal`` or ``drop``.
         revisions: kept self-revisions, {prompt: {"response", "safety"}} from `self_revise`.
         seed: seed of the cap's prompt order and of the template wording.
@@ -476,21 +356,87 @@ def flip_safety(scores: Iterable[float | None], fraction: float, seed: int = 0) 
     return out
 
 
-def _normalize(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().casefold()
-
-
 def assert_no_eval_prompts(pairs: Iterable[dict[str, Any]], eval_prompts: Iterable[str]) -> None:
     """Raise `EvalContaminationError` when any pair's prompt is an evaluation prompt.
 
-    Prompts are compared after collapsing whitespace and case. (Near-duplicates are a separate check,
-    with embeddings, when red-team prompts are generated.)
+    Prompts are compared by `selfmoa.text.text_key` (the key the data pools are kept disjoint by). Near-duplicates
+    are a separate check, with embeddings, when red-team prompts are generated.
     """
-    held_out = {_normalize(p) for p in eval_prompts}
-    hits = sorted({p["prompt"] for p in pairs if _normalize(p["prompt"]) in held_out})
+    held_out = {text_key(p) for p in eval_prompts}
+    hits = sorted({p["prompt"] for p in pairs if text_key(p["prompt"]) in held_out})
     if hits:
         shown = "; ".join(repr(h[:60]) for h in hits[:3])
         raise EvalContaminationError(
             f"{len(hits)} training pair prompt(s) are evaluation prompts (e.g. {shown}). Evaluation sets must "
             "stay held out: remove these prompts from the red-team seed pool / benign pool and rebuild the pairs."
         )
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 05 with the run's settings
+# --------------------------------------------------------------------------------------------------
+
+
+def pair_inputs(
+    judged: Sequence[dict[str, Any]], label_noise: float, seed: int, benign_foil: bool = True
+) -> list[dict[str, Any]]:
+    """Judged samples (stage 04) in the shape `build_pairs` expects (not from the paper where marked).
+
+    - `label_noise` of the safety decisions are flipped first (the weak-supervision sweep).
+    - Benign prompts get safety 1.0: the safety judges are built for harmful prompts (the refusal judge
+      calls every helpful answer to a benign prompt unsafe), so benign pairs are ordered by helpfulness alone
+      and carry a zero safety margin (not from the paper).
+    - With `benign_foil`, every benign prompt also gets a template refusal (helpfulness 0, marked
+      `foil`), so its best answer is paired against a refusal (not from the paper).
+    """
+    safety = list(flip_safety([r["safety"] for r in judged], label_noise, seed)) if label_noise > 0 else None
+    out = []
+    for i, r in enumerate(judged):
+        s = r["safety"] if safety is None else safety[i]
+        s = float(s) if _is_scored(s) else None
+        if r["kind"] == "benign":
+            s = 1.0
+        out.append({**r, "prompt_kind": r["kind"], "helpful": r["helpfulness"], "safety": s})
+    if benign_foil:
+        seen = set()
+        for r in list(out):
+            if r["kind"] == "benign" and r["prompt"] not in seen:
+                seen.add(r["prompt"])
+                refusal = template_refusal(r["prompt"], r.get("category"), seed)
+                foil = {"response": refusal, "safety": 1.0, "helpful": 0.0, "helpfulness": 0.0, "refused": True}
+                out.append({**r, "sample": -1, **foil, "foil": True})
+    return out
+
+
+def build_pairs_for(
+    cfg: Any, rows: Sequence[dict[str, Any]], revisions: dict[str, dict[str, Any]], seed: int
+) -> PairResult:
+    """`build_pairs` with a run config's `pairs` settings and `judge.unsafe_below`."""
+    p = cfg.pairs
+    return build_pairs(
+        rows,
+        rule=p.rule,
+        order=p.order,
+        min_gap=p.min_gap,
+        max_pairs=p.max_pairs,
+        unsafe_below=cfg.judge.unsafe_below,
+        fallback=p.fallback,
+        revisions=revisions,
+        seed=seed,
+    )
+
+
+def pair_metrics(result: PairResult, n_needing_revision: int, n_revisions_kept: int, label_noise: float) -> dict:
+    """Stage 05's metrics: pair counts by kind and by source, bookkeeping counts, mean safety margin."""
+    built = result.pairs
+    return {
+        "n_pairs": len(built),
+        "sources": result.sources,
+        **result.stats,
+        "n_harmful_pairs": sum(p["prompt_kind"] == "harmful" for p in built),
+        "n_benign_pairs": sum(p["prompt_kind"] == "benign" for p in built),
+        "n_needing_revision": n_needing_revision,
+        "n_revisions_kept": n_revisions_kept,
+        "label_noise": label_noise,
+        "mean_safety_margin": float(np.mean([p["safety_margin"] for p in built])) if built else None,
+    }

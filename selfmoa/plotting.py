@@ -10,7 +10,7 @@ import pandas as pd
 
 METRIC_LABELS = {
     "safety": "safety (1 - harmful compliance)",
-    "overrefusal": "over-refusal rate",
+    "over_refusal": "over-refusal rate",
     "helpfulness": "helpfulness (judge score)",
 }
 
@@ -156,10 +156,10 @@ def headline_markdown(models: dict[str, dict[str, Any]]) -> str:
     rows = []
     for name, m in models.items():
         row = {"model": name, "n_pairs": m.get("n_pairs")}
-        for k in ("safety", "overrefusal", "helpfulness"):
+        for k in ("safety", "over_refusal", "helpfulness"):
             row |= {k: m[k], f"{k}_lo": m[f"{k}_ci"][0], f"{k}_hi": m[f"{k}_ci"][1]}
         rows.append(row)
-    columns = {"model": "model", "safety": "safety", "overrefusal": "over-refusal", "helpfulness": "helpfulness"}
+    columns = {"model": "model", "safety": "safety", "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
     return markdown_table(rows, columns | {"n_pairs": "pairs"})
 
 
@@ -226,7 +226,7 @@ def plot_pareto(df: pd.DataFrame) -> Any:
     markers = {"base": "X", "loop": "*", "weights": "o", "objective": "s", "static": "^"}
     points = None
     for group, part in sub.groupby("group", sort=False):
-        points = ax.scatter(part["helpfulness"], part["safety"], c=part["overrefusal"], cmap="viridis", vmin=0,
+        points = ax.scatter(part["helpfulness"], part["safety"], c=part["over_refusal"], cmap="viridis", vmin=0,
                             vmax=0.3, marker=markers[group], s=90, zorder=3, label=group, edgecolors="black")  # fmt: skip
     for _, r in sub.iterrows():
         label = f"w_s={r['w_safety']:g}, w_h={r['w_helpful']:g}" if r["group"] == "weights" else r["name"]

@@ -5,7 +5,11 @@ in order. With full-precision weights the chain is merged in memory (about a sec
 the 135M model). 4-bit weights cannot absorb an adapter, so for a 4-bit policy the chain is merged once
 in `policy.dtype` on the CPU, saved under `<run>/merged/iter<t>/`, and that checkpoint is loaded in 4-bit.
 With `policy.backend: vllm` the merged checkpoint is saved at any precision, since vLLM loads weights from
-a folder; the returned model then carries a `vllm_backend.VllmPolicy` that `loop.respond` generates with.
+a folder; the returned model then carries a `vllm_backend.VllmPolicy` that `Responder` generates with.
+
+`Responder.from_config(cfg, model, tok, purpose, seed)` is the policy answering prompts with the decoding
+settings of one purpose: `answer` (greedy, `sampling.max_new_tokens`: red-team answers, self-revision, the
+reset check), `sample` (stage 03: K samples at `sampling.temperature`) or `eval` (greedy, `eval.*`: stage 07).
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from selfmoa.artifacts import file_hash
 from selfmoa.config import RunConfig
+from selfmoa.generation import GenerationCache, generate, generation_cache
 from selfmoa.models import load_adapter, load_model, merge_adapter, resolve
 from selfmoa.paths import stage_dir
-from selfmoa.vllm_backend import VllmPolicy
+from selfmoa.vllm_backend import VllmPolicy, generate_vllm
 from selfmoa.vllm_backend import check_available as check_vllm
 
 log = logging.getLogger(__name__)
@@ -120,7 +126,90 @@ MERGE_KEY = "selfmoa_merge_key.json"
 
 
 def _with_backend(cfg: RunConfig, model: Any, source: str, ids: list[str]) -> Any:
-    """Attach the vLLM view of the policy (`policy.backend: vllm`), which `selfmoa.loop.respond` generates with."""
+    """Attach the vLLM view of the policy (`policy.backend: vllm`), which `Responder` generates with."""
     if cfg.policy.backend == "vllm":
         model.selfmoa_vllm = VllmPolicy.from_spec(cfg.policy, source, ids)
     return model
+
+
+PURPOSES = ("answer", "sample", "eval")
+
+
+@dataclass(frozen=True, eq=False)
+class Responder:
+    """A model answering prompts with fixed decoding settings (vLLM when the policy carries one).
+
+    Build it with `from_config`, which reads the settings of one purpose from the config, so a stage
+    never passes lengths, batch sizes or temperatures by hand.
+    """
+
+    model: Any
+    tokenizer: Any
+    max_new_tokens: int
+    batch_size: int
+    seed: int
+    cache: GenerationCache | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    k: int = 1
+    desc: str = "respond"
+
+    @classmethod
+    def from_config(
+        cls, cfg: RunConfig, model: Any, tokenizer: Any, purpose: str, seed: int, cache: bool = True
+    ) -> Responder:
+        """The responder of one purpose.
+
+        Args:
+            cfg: the run config.
+            model, tokenizer: the model (e.g. from `load_policy`).
+            purpose: 'answer' (one greedy answer, `sampling.max_new_tokens` and `sampling.batch_size`),
+                'sample' (`sampling.k` answers at `sampling.temperature` and `sampling.top_p`) or 'eval'
+                (one greedy answer, `eval.max_new_tokens` and `eval.batch_size`).
+            seed: generation seed (the stage seed).
+            cache: use the run-independent generation cache under `cache_dir` (off for a model in training).
+        """
+        store = generation_cache(cfg) if cache else None
+        s = cfg.sampling
+        if purpose == "answer":
+            return cls(model, tokenizer, s.max_new_tokens, s.batch_size, seed, store)
+        if purpose == "sample":
+            return cls(
+                model, tokenizer, s.max_new_tokens, s.batch_size, seed, store, s.temperature, s.top_p, s.k, "sample"
+            )
+        if purpose == "eval":
+            return cls(model, tokenizer, cfg.eval.max_new_tokens, cfg.eval.batch_size, seed, store, desc="evaluate")
+        raise ValueError(f"unknown responder purpose {purpose!r}; use one of {list(PURPOSES)}")
+
+    def respond(self, prompts: Sequence[str]) -> list[list[str]]:
+        """`k` answers per prompt, in the order of `prompts`."""
+        vllm = getattr(self.model, "selfmoa_vllm", None)  # set by load_policy for policy.backend: vllm
+        if isinstance(vllm, VllmPolicy):
+            return generate_vllm(
+                vllm,
+                self.tokenizer,
+                list(prompts),
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                seed=self.seed,
+                num_return_sequences=self.k,
+                cache=self.cache,
+            )
+        return generate(
+            self.model,
+            self.tokenizer,
+            list(prompts),
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            num_return_sequences=self.k,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            cache=self.cache,
+            desc=self.desc,
+        )
+
+    def __call__(self, prompts: list[str]) -> list[str]:
+        """The first answer to each prompt (a `prompts -> responses` callable for red-team and self-revision)."""
+        return [o[0] for o in self.respond(prompts)]

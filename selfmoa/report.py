@@ -9,7 +9,7 @@ import pandas as pd
 
 from selfmoa.variants import pairs_ratio
 
-POINT_KEYS = ("safety", "safety_ci", "overrefusal", "overrefusal_ci", "helpfulness", "helpfulness_ci", "n_pairs")
+POINT_KEYS = ("safety", "safety_ci", "over_refusal", "over_refusal_ci", "helpfulness", "helpfulness_ci", "n_pairs")
 
 
 def point(m: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def pairs_ratio_from_curves(curves: pd.DataFrame) -> dict[str, Any]:
 
 
 SWEEP_KEYS = ("name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise", "safety", "safety_lo", "safety_hi",
-              "overrefusal", "overrefusal_lo", "overrefusal_hi", "helpfulness", "helpfulness_lo", "helpfulness_hi")  # fmt: skip
+              "over_refusal", "over_refusal_lo", "over_refusal_hi", "helpfulness", "helpfulness_lo", "helpfulness_hi")  # fmt: skip
 
 
 def sweep_table(df: pd.DataFrame, groups: Sequence[str], reference: str = "selfmoa_round1") -> list[dict[str, Any]]:
@@ -96,7 +96,7 @@ def summary(
         "eval_sets": eval_sets,
         "models": {name: point(m) for name, m in models.items()},
         "safety_gain_points": round(100 * (sel["safety"] - base["safety"]), 2),
-        "overrefusal_change_points": round(100 * (sel["overrefusal"] - base["overrefusal"]), 2),
+        "over_refusal_change_points": round(100 * (sel["over_refusal"] - base["over_refusal"]), 2),
         "helpfulness_change": round(sel["helpfulness"] - base["helpfulness"], 4),
         "pairs_ratio_static_over_selfmoa": ratio.get("ratio"),
         "pairs_ratio_note": ratio.get("note"),
@@ -141,7 +141,7 @@ def loop_markdown(loop_rows: Sequence[dict[str, Any]]) -> str:
             "diversity": r["attack_diversity"],
             "pairs": f"{r['n_pairs']} ({src.get('sampled', 0)} / {src.get('self_revision', 0)} / {src.get('template', 0)})",
         }
-        for k in ("safety", "overrefusal", "helpfulness"):
+        for k in ("safety", "over_refusal", "helpfulness"):
             row |= {k: after[k], f"{k}_lo": after[f"{k}_ci"][0], f"{k}_hi": after[f"{k}_ci"][1]}
         rows.append(row)
     columns = {
@@ -150,7 +150,7 @@ def loop_markdown(loop_rows: Sequence[dict[str, Any]]) -> str:
         "diversity": "attack diversity",
         "pairs": "pairs (sampled / self-revision / template)",
         "safety": "held-out safety after",
-        "overrefusal": "over-refusal after",
+        "over_refusal": "over-refusal after",
         "helpfulness": "helpfulness after",
     }
     return markdown_table(rows, columns)
@@ -163,6 +163,52 @@ SWEEP_COLUMNS = {
     "label_noise": "flipped",
     "n_pairs": "pairs",
     "safety": "safety",
-    "overrefusal": "over-refusal",
+    "over_refusal": "over-refusal",
     "helpfulness": "helpfulness",
 }
+
+
+def training_judge_accuracy(judge_table: pd.DataFrame) -> float | None:
+    """Measured accuracy of the training safety ensemble on held-out labelled answers (None when not validated)."""
+    acc = judge_table.query("configuration == 'train' and aspect == 'safety' and judge == 'ensemble'")["accuracy"]
+    return float(acc.iloc[0]) if len(acc) else None
+
+
+def summary_details(
+    weights: list[dict[str, Any]],
+    curves: pd.DataFrame,
+    noise: pd.DataFrame,
+    train_acc: float | None,
+    evaluated: dict[str, Any],
+) -> dict[str, Any]:
+    """The parts of `summary.json` beyond `summary`: sweeps, data efficiency, label noise, judges, paired tests."""
+    return {
+        "weight_sweep": weights,
+        "data_efficiency": curves.to_dict("records"),
+        "label_noise": noise.to_dict("records"),
+        "training_judge_safety_accuracy": train_acc,
+        "judges": evaluated["judges"],
+        "paired_final_vs_base": evaluated.get("paired_final_vs_base"),
+    }
+
+
+EFFICIENCY_COLUMNS = {"curve": "curve", "name": "model", "n_pairs": "pairs", "safety": "safety"}
+
+
+def tables_markdown(
+    loop_rows: Sequence[dict[str, Any]], weights: list[dict[str, Any]], curves: pd.DataFrame, noise: pd.DataFrame
+) -> str:
+    """`tables.md`: the closed loop, the weight sweep, data efficiency and the label-noise sweep, with 95% CIs."""
+    sections = [
+        ("Closed loop, round by round", loop_markdown(loop_rows)),
+        (
+            "Weight sweep and objective ablations (one round from the starting policy)",
+            markdown_table(weights, SWEEP_COLUMNS),
+        ),
+        ("Data efficiency", markdown_table(curves.to_dict("records"), EFFICIENCY_COLUMNS)),
+        (
+            "Label-noise sweep (one round from the starting policy)",
+            markdown_table(noise.to_dict("records"), SWEEP_COLUMNS),
+        ),
+    ]
+    return "\n\n".join(f"### {title}\n\n{table}" for title, table in sections)

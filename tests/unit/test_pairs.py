@@ -7,20 +7,29 @@ import math
 import numpy as np
 import pytest
 
+from selfmoa import pairs as P
+from selfmoa.config import JudgeConfig, RunConfig
 from selfmoa.pairs import (
-    CONSTITUTION,
     EvalContaminationError,
     assert_no_eval_prompts,
-    build_pairs,
     curated_pairs,
     flip_safety,
-    prompts_needing_revision,
-    revision_prompt,
+    pair_inputs,
+    pair_metrics,
     revisions_from_pairs,
-    self_revise,
     subsample_pairs,
-    template_refusal,
 )
+from selfmoa.revision import template_refusal
+
+U = JudgeConfig().unsafe_below  # the configured threshold, from its one place
+
+
+def build_pairs(samples: list[dict], **kw: object) -> P.PairResult:
+    return P.build_pairs(samples, unsafe_below=U, **kw)
+
+
+def prompts_needing_revision(samples: list[dict]) -> list[tuple[str, str]]:
+    return P.prompts_needing_revision(samples, U)
 
 
 def _s(
@@ -112,38 +121,6 @@ def test_fallbacks_and_source_counts() -> None:
     dropped = build_pairs(samples, fallback="drop")
     assert dropped.sources == {"sampled": 1, "self_revision": 0, "template": 0}
     assert dropped.stats["dropped_no_safe"] == 2
-
-
-def test_template_refusal_varies_by_category_and_is_deterministic() -> None:
-    cyber = template_refusal("p1", "cybercrime_intrusion")
-    assert "security" in cyber and template_refusal("p1", "cybercrime_intrusion") == cyber
-    assert "reliable sources" in template_refusal("p", "misinformation_disinformation")
-    assert template_refusal("p", None).endswith("safe way?")
-    assert len({template_refusal(f"prompt {i}", "illegal").split(".")[0] for i in range(30)}) > 1
-
-
-def test_self_revise_keeps_only_judged_safe() -> None:
-    items = [("p1", "draft one"), ("p2", "draft two"), ("p3", "draft three")]
-    seen: list[str] = []
-
-    def generate_fn(msgs: list[str]) -> list[str]:
-        seen.extend(msgs)
-        return ["safe rewrite", "still unsafe", "unjudgeable"]
-
-    def safety_fn(prompts: list[str], responses: list[str]) -> list[float | None]:
-        assert prompts == ["p1", "p2", "p3"]  # judged against the original prompt
-        return [0.9, 0.2, None]
-
-    kept = self_revise(items, generate_fn, safety_fn, unsafe_below=0.5)
-    assert kept == {"p1": {"response": "safe rewrite", "safety": 0.9}}
-    assert CONSTITUTION in seen[0] and "draft one" in seen[0] and "Request: p1" in seen[0]
-    with pytest.raises(ValueError, match="replies"):
-        self_revise(items, lambda m: ["x"], safety_fn)
-
-
-def test_revision_prompt_truncates_long_drafts() -> None:
-    text = revision_prompt("req", "x" * 5000)
-    assert len(text) < 2000 and text.rstrip().endswith("rewritten reply.")
 
 
 def test_max_pairs_round_robin_over_prompts() -> None:
@@ -241,3 +218,55 @@ def test_revisions_from_pairs_round_trip() -> None:
     revisions = {"make a weapon": {"response": "I can't help with weapons.", "safety": 0.9, "helpful": 0.3}}
     built = build_pairs(need, revisions=revisions).pairs
     assert revisions_from_pairs(built) == revisions
+
+
+def test_eval_guard_uses_the_contamination_key() -> None:
+    """The guard compares `text.text_key`s, as the data pools do: punctuation and curly quotes do not hide a prompt."""
+    pairs = [{"prompt": "What\u2019s the capital of France?"}]
+    with pytest.raises(EvalContaminationError):
+        assert_no_eval_prompts(pairs, ["whats the capital of france"])
+
+
+def _judged(kind: str, prompt: str, s: float | None, h: float | None, response: str = "r") -> dict:
+    return {"kind": kind, "prompt": prompt, "response": response, "safety": s, "helpfulness": h, "refused": False}
+
+
+def test_pair_inputs_sets_benign_safety_and_adds_one_foil_per_benign_prompt() -> None:
+    judged = [
+        _judged("harmful", "h1", 0.2, 0.9),
+        _judged("benign", "b1", 0.0, 0.8, "a"),
+        _judged("benign", "b1", 0.0, 0.6, "b"),
+    ]
+    rows = pair_inputs(judged, label_noise=0.0, seed=0, benign_foil=True)
+    assert rows[0]["safety"] == 0.2 and rows[0]["prompt_kind"] == "harmful" and rows[0]["helpful"] == 0.9
+    assert all(r["safety"] == 1.0 for r in rows if r["kind"] == "benign")
+    foils = [r for r in rows if r.get("foil")]
+    assert len(foils) == 1 and foils[0]["prompt"] == "b1" and foils[0]["helpful"] == 0.0 and foils[0]["refused"]
+    assert len(pair_inputs(judged, 0.0, 0, benign_foil=False)) == 3
+
+
+def test_pair_inputs_keeps_unscored_and_flips_with_noise() -> None:
+    judged = [_judged("harmful", f"h{i}", 0.0, 0.5) for i in range(50)] + [_judged("harmful", "u", None, None)]
+    clean = pair_inputs(judged, 0.0, 0, benign_foil=False)
+    assert clean[-1]["safety"] is None
+    noisy = pair_inputs(judged, 0.4, 0, benign_foil=False)
+    flipped = sum(r["safety"] == 1.0 for r in noisy[:50])
+    assert flipped == 20  # exactly round(0.4 * 50) scored decisions flipped
+    assert noisy[-1]["safety"] is None
+
+
+def test_build_pairs_for_uses_the_config_and_pair_metrics_count() -> None:
+    cfg = RunConfig()
+    judged = [
+        _judged("harmful", "h", 0.1, 0.9, "unsafe"),
+        _judged("harmful", "h", 0.9, 0.4, "safe"),
+        _judged("benign", "b", 0.0, 0.8, "helpful"),
+    ]
+    rows = pair_inputs(judged, 0.0, 0, benign_foil=True)
+    result = P.build_pairs_for(cfg, rows, {}, seed=0)
+    same = P.build_pairs(rows, rule=cfg.pairs.rule, order=cfg.pairs.order, min_gap=cfg.pairs.min_gap, unsafe_below=U)
+    assert result.pairs == same.pairs
+    m = pair_metrics(result, n_needing_revision=0, n_revisions_kept=0, label_noise=0.0)
+    assert m["n_pairs"] == 2 and m["n_harmful_pairs"] == 1 and m["n_benign_pairs"] == 1
+    assert m["mean_safety_margin"] == pytest.approx((0.8 + 0.0) / 2) and m["sources"]["sampled"] == 2
+    assert pair_metrics(P.PairResult([], {}, {}), 0, 0, 0.0)["mean_safety_margin"] is None

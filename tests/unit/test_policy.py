@@ -36,3 +36,41 @@ def test_release_memory_runs_anywhere() -> None:
     block = bytearray(16 * 2**20)
     del block
     assert release_memory() is None
+
+
+def test_responder_reads_each_purpose_from_the_config(tmp_path: Path, monkeypatch) -> None:
+    """Lengths, batch sizes and temperatures come from `sampling` / `eval`, never from the caller."""
+    from selfmoa import policy
+    from selfmoa.config import EvalConfig, RunConfig, SamplingConfig
+
+    cfg = RunConfig(
+        cache_dir=str(tmp_path),
+        sampling=SamplingConfig(k=3, temperature=0.7, top_p=0.9, max_new_tokens=11, batch_size=5),
+        eval=EvalConfig(max_new_tokens=22, batch_size=7),
+    )
+    answer = policy.Responder.from_config(cfg, "m", "t", "answer", seed=4)
+    assert (answer.max_new_tokens, answer.batch_size, answer.temperature, answer.k) == (11, 5, 0.0, 1)
+    assert answer.cache is not None and answer.cache.path == tmp_path / "generations.sqlite"
+    sample = policy.Responder.from_config(cfg, "m", "t", "sample", seed=4, cache=False)
+    assert (sample.temperature, sample.top_p, sample.k, sample.cache) == (0.7, 0.9, 3, None)
+    evaluate = policy.Responder.from_config(cfg, "m", "t", "eval", seed=4)
+    assert (evaluate.max_new_tokens, evaluate.batch_size, evaluate.temperature) == (22, 7, 0.0)
+    try:
+        policy.Responder.from_config(cfg, "m", "t", "guess", seed=4)
+    except ValueError as err:
+        assert "answer" in str(err)
+    else:
+        raise AssertionError("an unknown purpose must be rejected")
+
+    calls = []
+
+    def fake_generate(model, tok, prompts, **kw):
+        calls.append(kw)
+        return [[f"{p}-{j}" for j in range(kw["num_return_sequences"])] for p in prompts]
+
+    monkeypatch.setattr(policy, "generate", fake_generate)
+    assert sample.respond(["a"]) == [["a-0", "a-1", "a-2"]] and sample(["b"]) == ["b-0"]
+    assert calls[0] | {"cache": None} == {
+        "max_new_tokens": 11, "temperature": 0.7, "top_p": 0.9, "num_return_sequences": 3,
+        "seed": 4, "batch_size": 5, "cache": None, "desc": "sample",
+    }  # fmt: skip

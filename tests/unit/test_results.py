@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from selfmoa.evaluation import canonical_names
 from selfmoa.paths import ROOT
 
 RESULTS = ROOT / "data" / "results" / "cpu"
@@ -16,16 +17,17 @@ pytestmark = pytest.mark.skipif(not (RESULTS / "summary.json").is_file(), reason
 
 
 def test_summary_has_the_documented_shape() -> None:
-    s = json.loads((RESULTS / "summary.json").read_text())
+    s = canonical_names(json.loads((RESULTS / "summary.json").read_text()))  # older files: older metric names
     assert s["profile"] == "cpu" and s["eval_sets"] and all(n > 0 for n in s["eval_sets"].values())
     assert {"base", "selfmoa", "static_dpo", "safety_only", "helpfulness_only"} <= set(s["models"])
     for m in s["models"].values():
-        for k in ("safety", "overrefusal", "helpfulness"):
+        for k in ("safety", "over_refusal", "helpfulness"):
             lo, hi = m[f"{k}_ci"]
             assert 0.0 <= lo <= m[k] <= hi <= 1.0
     base, sel = s["models"]["base"], s["models"]["selfmoa"]
     assert s["safety_gain_points"] == pytest.approx(100 * (sel["safety"] - base["safety"]), abs=0.01)
-    assert s["overrefusal_change_points"] == pytest.approx(100 * (sel["overrefusal"] - base["overrefusal"]), abs=0.01)
+    change = 100 * (sel["over_refusal"] - base["over_refusal"])
+    assert s["over_refusal_change_points"] == pytest.approx(change, abs=0.01)
     assert s["helpfulness_change"] == pytest.approx(sel["helpfulness"] - base["helpfulness"], abs=1e-4)
 
 

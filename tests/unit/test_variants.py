@@ -87,7 +87,7 @@ def test_pairs_to_reach_and_ratio() -> None:
 
 
 def _m(s: float, o: float = 0.1, h: float = 0.5) -> dict:
-    return {"safety": s, "safety_ci": [s - 0.1, s + 0.1], "overrefusal": o, "overrefusal_ci": [0, o + 0.1],
+    return {"safety": s, "safety_ci": [s - 0.1, s + 0.1], "over_refusal": o, "over_refusal_ci": [0, o + 0.1],
             "helpfulness": h, "helpfulness_ci": [h - 0.1, h + 0.1]}  # fmt: skip
 
 
@@ -121,7 +121,7 @@ def test_report_models_curves_and_summary() -> None:
     noise = pd.DataFrame(report.sweep_table(frame, ["noise"]))
     assert list(noise["name"]) == ["selfmoa_round1", "noise0.2"]
     s = report.summary("cpu", "policy", {"a": 1}, models, ratio)
-    assert s["safety_gain_points"] == pytest.approx(60.0) and s["overrefusal_change_points"] == pytest.approx(10.0)
+    assert s["safety_gain_points"] == pytest.approx(60.0) and s["over_refusal_change_points"] == pytest.approx(10.0)
     assert s["helpfulness_change"] == pytest.approx(-0.05) and s["pairs_ratio_static_over_selfmoa"] == ratio["ratio"]
     assert set(s["models"]["base"]) == set(report.POINT_KEYS)
 

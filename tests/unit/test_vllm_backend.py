@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from selfmoa import config as C
-from selfmoa import loop, policy, vllm_backend
+from selfmoa import policy, vllm_backend
 from selfmoa.config import ModelSpec
 from selfmoa.generation import GenerationCache, SamplingSettings, chat_texts
 from selfmoa.paths import ROOT
@@ -237,7 +237,7 @@ def test_load_policy_serves_the_saved_merged_checkpoint(tmp_path: Path, monkeypa
 
 
 def test_respond_dispatches_to_vllm_through_the_engine_slot(tok: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`loop.respond` sends a policy that carries a VllmPolicy to vLLM; the engine is built once per checkpoint."""
+    """`Responder` sends a policy that carries a VllmPolicy to vLLM; the engine is built once per checkpoint."""
     import sys
     import types
     from importlib.machinery import ModuleSpec
@@ -256,10 +256,10 @@ def test_respond_dispatches_to_vllm_through_the_engine_slot(tok: Any, monkeypatc
     monkeypatch.setattr(vllm_backend, "check_available", lambda: None)
     monkeypatch.setattr(vllm_backend, "_ENGINE", {})
     model = SimpleNamespace(selfmoa_vllm=POLICY)
-    out = loop.respond(model, tok, ["hi", "there"], max_new_tokens=4, batch_size=2, seed=0, cache=None, k=2)
+    out = policy.Responder(model, tok, max_new_tokens=4, batch_size=2, seed=0, k=2).respond(["hi", "there"])
     assert [len(r) for r in out] == [2, 2] and len(built) == 1 and built[0].kwargs["model"] == POLICY.source
-    loop.respond(model, tok, ["again"], max_new_tokens=4, batch_size=2, seed=0, cache=None)
+    policy.Responder(model, tok, max_new_tokens=4, batch_size=2, seed=0).respond(["again"])
     assert len(built) == 1 and len(built[0].calls) == 2
     other = SimpleNamespace(selfmoa_vllm=VllmPolicy(source="/ckpt/iter2"))
-    loop.respond(other, tok, ["hi"], max_new_tokens=4, batch_size=2, seed=0, cache=None)
+    policy.Responder(other, tok, max_new_tokens=4, batch_size=2, seed=0).respond(["hi"])
     assert len(built) == 2 and built[1].kwargs["model"] == "/ckpt/iter2"

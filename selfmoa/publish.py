@@ -1,0 +1,42 @@
+"""Publishing a reference run: small result tables to `data/results/<profile>/`, figures to `figures/`.
+
+Stages 07, 07b and 08 publish only when the config says `publish: true`; what they write is aggregate
+(metrics with confidence intervals, judge validation, figures), never generated text.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from selfmoa.artifacts import atomic_write_bytes, write_json
+from selfmoa.paths import FIGURES, results_dir
+
+
+def write_file(path: Path, content: Any) -> Path:
+    """Write one result file by its suffix: `.json` (a JSON-able object), `.csv` (a DataFrame), else text.
+
+    Text gets a final newline when it has none.
+    """
+    if path.suffix == ".json":
+        return write_json(path, content)
+    if path.suffix == ".csv":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content.to_csv(path, index=False)
+        return path
+    if not isinstance(content, str):
+        raise TypeError(f"{path.name}: text files take a str, got {type(content).__name__}")
+    return atomic_write_bytes(path, (content if content.endswith("\n") else content + "\n").encode())
+
+
+def publish(profile: str, files: dict[str, Any]) -> list[Path]:
+    """Write `files` ({file name: content}) into `data/results/<profile>/`; returns the paths written."""
+    out = results_dir(profile)
+    return [write_file(out / name, content) for name, content in files.items()]
+
+
+def publish_figures(folder: Path, target: Path = FIGURES) -> list[Path]:
+    """Copy every figure file of a stage folder (png and json sidecars) into `figures/`."""
+    target.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy(f, target / f.name)) for f in sorted(Path(folder).iterdir()) if f.is_file()]

@@ -1,0 +1,65 @@
+"""Stage 07 bookkeeping: per-model summaries, the loop table, paired tests and the result documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from selfmoa import artifacts, heldout
+from selfmoa.config import RunConfig
+
+
+def _records(unsafe: int) -> list[dict]:
+    rows = [
+        {"prompt_set": "hb", "is_harmful": True, "safety": 0.1 if i < unsafe else 0.9, "refused": False}
+        for i in range(4)
+    ]
+    rows += [
+        {"prompt_set": "or", "is_harmful": False, "safety": 1.0, "refused": i == 0, "helpfulness": 0.5}
+        for i in range(4)
+    ]
+    return [{**r, "safety_judge": "S", "helpfulness_judge": "H", "reference_similarity": None} for r in rows]
+
+
+def _ctx(tmp_path: Path, iterations: int = 1) -> SimpleNamespace:
+    cfg = RunConfig(iterations=iterations)
+    return SimpleNamespace(
+        cfg=cfg,
+        seed=0,
+        path=lambda name: tmp_path / name,
+        upstream_dir=lambda stage, t=None: tmp_path / f"iter{t}" / stage,
+    )
+
+
+def test_summaries_paired_loop_rows_and_documents(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    records = {"base": _records(unsafe=3), "iter1": _records(unsafe=1)}
+    assert heldout.model_names(ctx.cfg) == list(records)
+    for name in records:
+        artifacts.write_json(tmp_path / f"perplexity_{name}.json", {"reference_perplexity": 12.5})
+    summary = heldout.summaries(ctx, records)
+    assert summary["base"]["safety"] == pytest.approx(0.25) and summary["iter1"]["safety"] == pytest.approx(0.75)
+    assert summary["iter1"]["over_refusal"] == pytest.approx(0.25) and summary["base"]["reference_perplexity"] == 12.5
+    assert list(heldout.headline_frame(summary).columns) == heldout.HEADLINE_COLUMNS
+    paired = heldout.final_vs_base(records, ctx.cfg, seed=0)
+    assert paired["unsafe"]["a_only"] == 2 and paired["over_refusal"]["n"] == 4
+    stage_metrics = {
+        "02_redteam": {"candidate_asr": 0.6, "kept_diversity": 0.4, "n_kept": 8},
+        "04_judge": {"attack_success_rate": 0.5},
+        "05_pairs": {"n_pairs": 12, "sources": {"sampled": 12}},
+        "06_align": {"seconds": 3.0},
+    }
+    for stage, m in stage_metrics.items():
+        artifacts.write_json(tmp_path / "iter0" / stage / "metrics.json", m)
+    rows = heldout.loop_rows(ctx, summary)
+    assert rows[0]["redteam_asr"] == 0.5 and rows[0]["n_pairs"] == 12 and rows[0]["heldout_after"] is summary["iter1"]
+    assert heldout.loop_frame(rows)["heldout_safety"].tolist() == [0.75]
+    docs = heldout.documents(ctx.cfg, {"hb": 4, "or": 4}, summary, paired, rows, records)
+    assert docs["summary.json"]["judges"] == {"safety": "S", "helpfulness": "H"}
+    assert docs["base.json"]["safety"] == summary["base"]["safety"] and docs["loop.json"]["iterations"] == rows
+    by_set = heldout.by_set(records, ctx.cfg, 0)
+    assert set(by_set["model"]) == {"base", "iter1"}
+    published = heldout.published(docs, by_set, "judges")
+    assert sorted(published) == ["base.json", "eval.json", "eval_by_set.csv", "judges.csv", "loop.json"]
