@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from selfmoa.generation import model_fingerprint
 from selfmoa.policy import adapter_ids
 
@@ -55,12 +57,8 @@ def test_responder_reads_each_purpose_from_the_config(tmp_path: Path, monkeypatc
     assert (sample.temperature, sample.top_p, sample.k, sample.cache) == (0.7, 0.9, 3, None)
     evaluate = policy.Responder.from_config(cfg, "m", "t", "eval", seed=4)
     assert (evaluate.max_new_tokens, evaluate.batch_size, evaluate.temperature) == (22, 7, 0.0)
-    try:
+    with pytest.raises(ValueError, match="answer"):
         policy.Responder.from_config(cfg, "m", "t", "guess", seed=4)
-    except ValueError as err:
-        assert "answer" in str(err)
-    else:
-        raise AssertionError("an unknown purpose must be rejected")
 
     calls = []
 
