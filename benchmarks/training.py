@@ -85,10 +85,10 @@ def pair_tokens(tok: Any, pairs: list[dict[str, Any]], max_length: int) -> int:
 def trl_baseline(model: Any, tok: Any, pairs: list[dict[str, Any]], max_length: int, batch_size: int) -> dict:
     """Stock `trl.DPOTrainer` (defaults, fp32, LoRA on all linear layers); pairs used and optimizer steps."""
     import torch
-    from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from selfmoa.training import MARGIN_COLUMN, preference_dataset
+    from selfmoa.models import lora_config
+    from selfmoa.preference_trainer import MARGIN_COLUMN, preference_dataset
 
     dataset = preference_dataset(pairs).remove_columns(MARGIN_COLUMN)
     with tempfile.TemporaryDirectory(prefix="selfmoa-bench-trl-") as out:
@@ -103,7 +103,7 @@ def trl_baseline(model: Any, tok: Any, pairs: list[dict[str, Any]], max_length: 
             report_to="none",
             disable_tqdm=True,
         )
-        lora = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, target_modules="all-linear", task_type="CAUSAL_LM")
+        lora = lora_config(LORA_R, LORA_ALPHA, 0.0, "all-linear")
         trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=lora)
         result = trainer.train()
     return {"n_pairs": len(trainer.train_dataset), "steps": result.global_step}

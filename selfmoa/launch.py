@@ -8,24 +8,20 @@ GPU; gradients are averaged by DDP), either as stage 06_align of a run (the stag
 - `train.batch_size` stays the global batch: each of N processes takes batch_size / N pairs per step;
 - each process loads the policy on its own GPU; the main process goes first, so a merged checkpoint of the
   policy (4-bit policies, `selfmoa.policy`) is written once and read by the others;
-- TRL's one-off reference pass (`precompute_ref_log_probs`) writes its results on the main process to
-  `dataset._get_cache_file_path(fingerprint)` and every process reads that file back; for an in-memory
-  dataset (ours) `datasets` draws a random name in a per-process temporary folder, so the other processes
-  would not find it. `shared_dataset_cache` gives in-memory datasets a fixed path in one shared folder;
+- the one-off reference pass (`precompute_ref_log_probs`) gathers every pair's reference log-probabilities
+  on every process and keeps them in memory (`selfmoa.preference_trainer`), so no process reads a file
+  another one wrote;
 - only the main process writes the adapter and the stage files.
 
 Several processes need CUDA GPUs: on CPUs, log-probabilities come from the backbone called outside DDP's
-forward (`training.completion_logps`), so gradients would not be synchronised. One process works anywhere.
+forward (`selfmoa.cpu_kernels`), so gradients would not be synchronised. One process works anywhere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,44 +110,6 @@ def stage_paths(run: Path, iteration: int) -> tuple[Path, Path]:
     return stage_dir(run, "05_pairs", iteration) / "pairs.jsonl", stage_dir(run, STAGE, iteration) / ADAPTER_DIR
 
 
-@contextlib.contextmanager
-def shared_dataset_cache(folder: str | Path) -> Iterator[Path]:
-    """Give in-memory `datasets.Dataset`s cache-file paths `<folder>/cache-<fingerprint>.arrow` (see module doc).
-
-    Datasets backed by files keep their own cache folder; inside `datasets`, this path is only asked for
-    file-backed datasets, so the change reaches TRL's reference pass alone. Restored on exit.
-    """
-    from datasets import Dataset
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    original = Dataset._get_cache_file_path
-
-    def path(self: Any, fingerprint: str) -> str:
-        if self.cache_files:
-            return original(self, fingerprint)
-        return str(folder / f"cache-{fingerprint}.arrow")
-
-    Dataset._get_cache_file_path = path
-    try:
-        yield folder
-    finally:
-        Dataset._get_cache_file_path = original
-
-
-def stage_metrics(result: dict[str, Any], num_processes: int) -> dict[str, Any]:
-    """`metrics.json` of stage 06_align from a `train_preference` result (the notebook's keys + processes)."""
-    keys = ("n_pairs", "steps", "seconds", "seconds_reference", "seconds_per_pair_epoch", "adapter_digest")
-    steps = result["metrics"]
-    metrics = {k: result[k] for k in keys}
-    metrics.update(
-        first_loss=steps[0].get("loss") if steps else None,
-        last_loss=steps[-1].get("loss") if steps else None,
-        num_processes=num_processes,
-    )
-    return metrics
-
-
 def train(req: TrainRequest) -> dict[str, Any] | None:
     """Run a `TrainRequest` in this process (all processes of `accelerate launch` call it).
 
@@ -159,13 +117,14 @@ def train(req: TrainRequest) -> dict[str, Any] | None:
     """
     from accelerate import PartialState
 
-    from selfmoa.artifacts import StageError, is_complete, open_stage, read_jsonl, read_manifest, write_jsonl
+    from selfmoa.artifacts import is_complete, open_stage, read_jsonl, read_manifest, write_jsonl
     from selfmoa.models import load_model
     from selfmoa.paths import resolve_path, run_dir
     from selfmoa.pipeline import default_run_id
     from selfmoa.policy import adapter_chain, load_policy
     from selfmoa.seeding import derive_seed, seed_everything
-    from selfmoa.training import train_preference
+    from selfmoa.stages import StageError
+    from selfmoa.training import stage_metrics, train_preference
 
     state = PartialState()  # under accelerate launch: process group and this process's GPU
     cfg = C.load(resolve_path(req.config), list(req.overrides))
@@ -190,17 +149,13 @@ def train(req: TrainRequest) -> dict[str, Any] | None:
     built = read_jsonl(pairs)
     with state.main_process_first():
         model, tok = load_policy(local, run, req.iteration) if req.stage else load_model(local.policy, local.cache_dir)
-    shared = output.parent / f".{output.name}.ref-logps"
     with tempfile.TemporaryDirectory(prefix="selfmoa-train-") as scratch:
         target = output if state.is_main_process else Path(scratch) / "adapter"
-        caching = shared_dataset_cache(shared) if n > 1 else contextlib.nullcontext()
-        with caching:
-            result = train_preference(model, tok, built, local.train, target, seed=seed)
+        result = train_preference(model, tok, built, local.train, target, seed=seed)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    shutil.rmtree(shared, ignore_errors=True)
-    metrics = stage_metrics(result, n)
+    metrics = stage_metrics(result) | {"num_processes": n}
     if ctx is not None:
         write_jsonl(ctx.path("train_log.jsonl"), result["metrics"])
         ctx.models = {"adapter": str(output), "base_adapters": [str(p) for p in adapter_chain(run, req.iteration)]}

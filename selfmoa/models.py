@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,22 +175,29 @@ def load_model(
     return model, tokenizer
 
 
-def lora_config(r: int, alpha: int, dropout: float, target_modules: list[str]) -> Any:
-    """peft LoraConfig for a causal LM."""
+def lora_config(r: int, alpha: int, dropout: float, target_modules: Sequence[str] | str) -> Any:
+    """The one peft LoraConfig builder of the project (reset, alignment, benchmarks), for a causal LM.
+
+    Args:
+        r: rank.
+        alpha: scaling numerator (the update is scaled by alpha / r).
+        dropout: dropout on the adapter's input.
+        target_modules: module names to adapt, or a peft shorthand such as "all-linear".
+    """
     from peft import LoraConfig
 
     return LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=list(target_modules),
+        target_modules=target_modules if isinstance(target_modules, str) else list(target_modules),
         bias="none",
         task_type="CAUSAL_LM",
     )
 
 
 def attach_lora(
-    model: Any, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules: list[str] | None = None
+    model: Any, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules: Sequence[str] | None = None
 ) -> Any:
     """Wrap a model with a fresh trainable LoRA adapter (QLoRA preparation for 4-bit models)."""
     from peft import get_peft_model, prepare_model_for_kbit_training

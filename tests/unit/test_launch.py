@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from selfmoa import artifacts, cli, launch
+from selfmoa import artifacts, cli, launch, stages
 from selfmoa import config as C
 from selfmoa.paths import ROOT
 from selfmoa.seeding import derive_seed
@@ -61,25 +61,52 @@ def test_stage_paths() -> None:
     assert pairs == Path("/runs/r/iter2/05_pairs/pairs.jsonl") and adapter == Path("/runs/r/iter2/06_align/adapter")
 
 
-def test_shared_dataset_cache_gives_every_process_one_path(tmp_path: Path) -> None:
-    from datasets import Dataset, load_from_disk
+REF_WORKER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from accelerate import PartialState
+from transformers import AutoTokenizer
+from test_training import TINY_CFG, _pairs, _tiny_llama
+from selfmoa.models import materialize_embedded
+from selfmoa.preference_trainer import REF_COLUMNS, MarginCollator, MultiObjectiveDPOTrainer, preference_dataset
+from selfmoa.training import dpo_args
 
-    ds = Dataset.from_list([{"a": 1}, {"a": 2}])
-    assert not ds.cache_files
-    # without it, each call (and so each process) draws its own random file for TRL's reference log-probs
-    assert ds._get_cache_file_path("fp") != ds._get_cache_file_path("fp")
-    ds.save_to_disk(tmp_path / "disk")
-    on_disk = load_from_disk(str(tmp_path / "disk"))
-    own = on_disk._get_cache_file_path("fp")
-    original = Dataset._get_cache_file_path
-    with launch.shared_dataset_cache(tmp_path / "shared") as folder:
-        assert ds._get_cache_file_path("fp") == str(folder / "cache-fp.arrow")
-        assert on_disk._get_cache_file_path("fp") == own
-        # the main process writes, every process reads the same file back (TRL's `_precompute_ref_logps`)
-        path = ds._get_cache_file_path("abc")
-        ds.map(lambda b: {"r": [x * 2 for x in b["a"]]}, batched=True, remove_columns=["a"], cache_file_name=path)
-        assert Dataset.from_file(ds._get_cache_file_path("abc"))["r"] == [2, 4]
-    assert Dataset._get_cache_file_path is original
+state = PartialState()
+tok = AutoTokenizer.from_pretrained(materialize_embedded({cache!r}))
+trainer = MultiObjectiveDPOTrainer(
+    model=_tiny_llama(tok), args=dpo_args(TINY_CFG, {out!r}, 0, 10),
+    train_dataset=preference_dataset(_pairs(10, [0.3, -0.1])), processing_class=tok,
+    data_collator=MarginCollator(pad_token_id=tok.pad_token_id, max_length=64), w_safety=1.0, w_helpful=1.0,
+)
+ds = trainer.train_dataset
+rows = {{"prompt": [m[0]["content"] for m in ds["prompt"]]}} | {{c: ds[c] for c in REF_COLUMNS}}
+with open({out!r} + f"/world{{state.num_processes}}_rank{{state.process_index}}.json", "w") as fh:
+    json.dump(rows, fh)
+"""
+
+
+@pytest.mark.slow
+def test_every_process_gets_the_reference_log_probs_without_a_shared_file(tmp_path: Path) -> None:
+    """Two processes (gloo on CPUs, as DDP on GPUs) of the reference pass: each holds every pair's values."""
+    import os
+    import subprocess
+    import sys
+
+    worker = tmp_path / "worker.py"
+    tests, cache = str(ROOT / "tests" / "unit"), str(ROOT / "data" / "cache")
+    worker.write_text(REF_WORKER.format(tests=tests, cache=cache, out=str(tmp_path)))
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    for cmd in (["-m", "torch.distributed.run", "--nproc_per_node", "2", str(worker)], [str(worker)]):
+        done = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    single, *ranks = (
+        json.loads((tmp_path / f"world{n}_rank{i}.json").read_text()) for n, i in ((1, 0), (2, 0), (2, 1))
+    )
+    assert ranks[0] == ranks[1], "both processes hold the same values"
+    assert ranks[0]["prompt"] == single["prompt"] and len(single["ref_chosen_logps"]) == 10
+    for column in ("ref_chosen_logps", "ref_rejected_logps"):  # batches padded differently: float noise only
+        assert ranks[0][column] == pytest.approx(single[column], abs=1e-4)
+    assert not list(tmp_path.rglob("*.arrow")), "no cache file is written"
 
 
 def _fake_training(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
@@ -112,7 +139,7 @@ def test_stage_mode_records_06_align_so_the_pipeline_skips_it(tmp_path: Path, mo
     cfg = C.load(SMOKE, overrides)
     run = tmp_path / "smoke-seed0"
     req = launch.TrainRequest(SMOKE, tuple(overrides), iteration=0)
-    with pytest.raises(artifacts.StageError, match="05_pairs"):
+    with pytest.raises(stages.StageError, match="05_pairs"):
         launch.train(req)
     artifacts.write_json(run / "01_safety_reset" / "manifest.json", {"stage_key": "k1"})
     artifacts.write_json(run / "iter0" / "05_pairs" / "manifest.json", {"stage_key": "k5"})

@@ -1,4 +1,7 @@
-"""Multi-objective DPO training through TRL: data shaping, the margin reaching the loss, LoRA/QLoRA updates."""
+"""Multi-objective DPO training through TRL: data shaping, the margin reaching the loss, LoRA/QLoRA updates.
+
+Also covers `selfmoa.preference_trainer` (trainer, collator, in-memory reference pass) and `selfmoa.cpu_kernels`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ import pytest
 import torch
 
 from selfmoa.config import TrainConfig
-from selfmoa.training import LengthBucketSampler, completion_logps, preference_dataset, train_preference
+from selfmoa.cpu_kernels import completion_logps, grouped_token_logps
+from selfmoa.preference_trainer import LengthBucketSampler, preference_dataset
+from selfmoa.training import stage_metrics, train_preference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,8 +120,6 @@ def _first_loss(result: dict) -> float:
 
 
 def test_grouped_forward_matches_one_padded_batch(tokenizer) -> None:
-    from selfmoa.training import grouped_token_logps
-
     model = _tiny_llama(tokenizer).eval()
     g = torch.Generator().manual_seed(0)
     lengths = [12, 5, 9, 12, 3, 7]
@@ -174,10 +177,10 @@ def test_bf16_autocast_reaches_the_backbone(tokenizer, tmp_path, monkeypatch) ->
     """With bf16 on, every policy forward runs under autocast, without PEFT's float32 cast of LoRA inputs."""
     from peft.tuners.lora import LoraLayer
 
-    from selfmoa import training
+    from selfmoa import preference_trainer
 
     seen: list[tuple[bool, bool]] = []
-    restore = training._restore_lora_dropout
+    restore = preference_trainer.restore_lora_dropout
 
     def restore_and_watch(model) -> None:  # runs once the trainer holds the LoRA model, before training
         restore(model)
@@ -187,7 +190,7 @@ def test_bf16_autocast_reaches_the_backbone(tokenizer, tmp_path, monkeypatch) ->
                     lambda m, _: seen.append((torch.is_autocast_enabled("cpu"), m.cast_input_dtype_enabled))
                 )
 
-    monkeypatch.setattr(training, "_restore_lora_dropout", restore_and_watch)
+    monkeypatch.setattr(preference_trainer, "restore_lora_dropout", restore_and_watch)
     train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4), replace(TINY_CFG, bf16=True), tmp_path, seed=0)
     assert seen and all(autocast and not cast for autocast, cast in seen)
 
@@ -201,15 +204,15 @@ def test_sft_term_is_added(tokenizer, tmp_path) -> None:
 
 
 def test_compact_head_matches_trl_fused_head(tokenizer) -> None:
-    from selfmoa.training import _trainer_classes, dpo_args
+    from selfmoa.preference_trainer import MarginCollator, MultiObjectiveDPOTrainer
+    from selfmoa.training import dpo_args
 
-    collator_cls, trainer_cls = _trainer_classes()
     ds = preference_dataset(_pairs(4, [0.3]))
-    collator = collator_cls(pad_token_id=tokenizer.pad_token_id, max_length=64)
+    collator = MarginCollator(pad_token_id=tokenizer.pad_token_id, max_length=64)
     out = {}
     for compact in (True, False):
         model = _tiny_llama(tokenizer)
-        trainer = trainer_cls(
+        trainer = MultiObjectiveDPOTrainer(
             model=model,
             args=dpo_args(TINY_CFG, "/tmp/unused", 0, 4),
             train_dataset=ds,
@@ -267,7 +270,7 @@ def test_unpack_cpu_4bit_restores_trainable_layout(tokenizer, tmp_path) -> None:
     from bitsandbytes.functional import dequantize_4bit
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from selfmoa.training import _unpack_cpu_4bit
+    from selfmoa.cpu_kernels import unpack_cpu_4bit
 
     _tiny_llama(tokenizer, hidden=64).save_pretrained(tmp_path / "tiny")
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
@@ -278,7 +281,7 @@ def test_unpack_cpu_4bit_restores_trainable_layout(tokenizer, tmp_path) -> None:
         model(torch.tensor([[1, 2, 3, 4]]))  # an inference forward: bitsandbytes may repack for its CPU kernel
     if not getattr(layer.weight.quant_state, "packing_format_for_cpu", False):
         pytest.skip("this CPU has no bitsandbytes AVX512-bf16 inference layout")
-    _unpack_cpu_4bit(model)
+    unpack_cpu_4bit(model)
     assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
     assert torch.equal(layer.weight.data, codes)
     restored = dequantize_4bit(layer.weight.data, layer.weight.quant_state)
@@ -305,3 +308,46 @@ def test_real_smollm2_trains_and_adapter_reloads(tmp_path) -> None:
         torch.testing.assert_close(reloaded(ids).logits, trained(ids).logits)
         with trained.disable_adapter():
             assert not torch.allclose(trained(ids).logits, reloaded(ids).logits)
+
+
+def test_stage_metrics_summarises_a_result() -> None:
+    result = {"n_pairs": 3, "steps": 2, "seconds": 1.5, "seconds_reference": 0.2, "seconds_per_pair_epoch": 0.5}
+    result |= {"adapter_digest": "abc", "metrics": [{"loss": 0.7, "step": 1}, {"loss": 0.4, "step": 2}], "model": None}
+    got = stage_metrics(result)
+    assert got == {**{k: result[k] for k in got if k in result}, "first_loss": 0.7, "last_loss": 0.4}
+    assert set(got) == {"n_pairs", "steps", "seconds", "seconds_reference", "seconds_per_pair_epoch"} | {
+        "adapter_digest",
+        "first_loss",
+        "last_loss",
+    }
+    assert stage_metrics(result | {"metrics": []})["first_loss"] is None
+
+
+def test_reference_pass_keeps_log_probs_in_memory(tokenizer, monkeypatch) -> None:
+    """The one-off reference pass uses neither `datasets`' private cache path nor a cache file (multi-GPU safe)."""
+    from datasets import Dataset
+
+    from selfmoa.preference_trainer import REF_COLUMNS, MarginCollator, MultiObjectiveDPOTrainer
+    from selfmoa.training import dpo_args
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the reference pass must not go through a datasets cache file")
+
+    monkeypatch.setattr(Dataset, "_get_cache_file_path", forbidden)
+    monkeypatch.setattr(Dataset, "from_file", forbidden)
+    collator = MarginCollator(pad_token_id=tokenizer.pad_token_id, max_length=64)
+    trainer = MultiObjectiveDPOTrainer(
+        model=_tiny_llama(tokenizer),
+        args=dpo_args(TINY_CFG, "/tmp/unused", 0, 5),
+        train_dataset=preference_dataset(_pairs(5, [0.3, -0.1])),
+        processing_class=tokenizer,
+        data_collator=collator,
+        w_safety=1.0,
+        w_helpful=1.0,
+    )
+    ds = trainer.train_dataset
+    assert all(ds.features[c].dtype == "float32" for c in REF_COLUMNS) and not ds.cache_files
+    batch = collator([{k: v for k, v in ds[i].items() if k not in REF_COLUMNS} for i in range(len(ds))])
+    chosen, rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+    torch.testing.assert_close(torch.tensor(ds[REF_COLUMNS[0]]), chosen.float(), atol=0, rtol=0)
+    torch.testing.assert_close(torch.tensor(ds[REF_COLUMNS[1]]), rejected.float(), atol=0, rtol=0)
