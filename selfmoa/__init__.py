@@ -7,10 +7,11 @@ Run, config and bookkeeping
   config.py           typed, validated run configuration; `is_unsafe`, the one "unsafe" predicate
   paths.py            repository, run, stage and result folders
   artifacts.py        atomic writes, stage manifests, resume (`open_stage`)
+  stages.py           the stage DAG: stage order, dependencies, config sections, stage keys
   manifest.py         git commit, package versions, machine in every manifest
   runlock.py          one writer per run folder
   seeding.py          seeds derived per stage and iteration
-  pipeline.py         the stage list; papermill runs of the notebooks
+  pipeline.py         the run plan over the stage DAG; papermill runs of the notebooks
   cli.py              `selfmoa run / status / report / judges / train`
   notebook.py         display helpers for notebooks (tables, truncated examples)
 Data and models (00 setup)
@@ -41,8 +42,8 @@ Data and models (00 setup)
   revision.py         self-revision under a safety constitution; template refusals
 06 align
   losses.py           the multi-objective DPO loss (pure tensor functions)
-  training.py         preference training of one stage: data, trainer set-up, stage metrics
-  preference_trainer.py  the multi-objective DPO trainer and collator (TRL)
+  training.py         preference training of one stage: policy and trainer set-up, stage metrics
+  preference_trainer.py  the multi-objective DPO trainer, collator and preference data (TRL)
   cpu_kernels.py      fast CPU log-probabilities and QLoRA on CPU
   launch.py           training outside the notebooks (one or several GPUs)
 07 evaluate
@@ -53,8 +54,8 @@ Data and models (00 setup)
 07b variants
   variants.py         baselines and sweeps, one training round each
 08 report
-  report.py           summary and tables from saved results
-  plotting.py         figures (png + json sidecar)
+  report.py           summary, tables and the figures' data frames from saved results
+  plotting.py         figures from report's frames (png + json sidecar)
   publish.py          results to data/results/<profile>/ and figures/
   render.py           executed notebooks of a run to HTML, generated text left out
 """

@@ -1,9 +1,10 @@
-"""Run and stage artifacts: atomic writes, manifests, and resume.
+"""Run and stage artifacts: atomic writes, stage folders, manifests, and resume.
 
 A stage is *complete* only when its `manifest.json` exists and records the same stage key: a hash of
-the config sections the stage reads plus the keys of the upstream stages it consumed. The manifest is
-written last (after outputs and `metrics.json`), atomically, so an interrupted stage is never mistaken
-for a finished one, and a rerun recomputes only what changed.
+the config sections the stage reads plus the keys of the upstream stages it consumed (the DAG and the
+keys are `selfmoa.stages`). The manifest is written last (after outputs and `metrics.json`),
+atomically, so an interrupted stage is never mistaken for a finished one, and a rerun recomputes only
+what changed.
 """
 
 from __future__ import annotations
@@ -25,52 +26,9 @@ from selfmoa import config as C
 from selfmoa.manifest import environment
 from selfmoa.paths import run_dir, stage_dir
 from selfmoa.seeding import derive_seed, seed_everything
+from selfmoa.stages import StageError, dependencies, stage_key, stage_sections
 
 log = logging.getLogger(__name__)
-
-# Config sections each stage reads (upstream changes reach it through the upstream keys).
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "00_setup": ("policy",),
-    "01_safety_reset": ("policy", "reset", "judge", "sampling", "seed"),
-    "02_redteam": ("attacker", "redteam", "sampling", "judge", "seed"),
-    "03_sample": ("sampling", "seed"),
-    "04_judge": ("judge",),
-    "05_pairs": ("pairs", "judge", "sampling", "seed"),
-    "06_align": ("train", "seed"),
-    "07_evaluate": ("eval", "judge", "iterations"),
-    "07b_variants": ("study", "train", "pairs", "judge", "eval", "seed"),
-    "08_report": (),
-}
-
-
-LOOP_STAGES = ("02_redteam", "03_sample", "04_judge", "05_pairs", "06_align")
-ONCE_BEFORE = ("00_setup", "01_safety_reset")
-ONCE_AFTER = ("07_evaluate", "07b_variants", "08_report")
-
-
-def dependencies(stage: str, iteration: int | None, iterations: int) -> list[tuple[str, int | None]]:
-    """Upstream (stage, iteration) pairs whose outputs a stage reads: the study's DAG."""
-    t = iteration or 0
-    prev_policy: tuple[str, int | None] = ("06_align", t - 1) if t > 0 else ("01_safety_reset", None)
-    table: dict[str, list[tuple[str, int | None]]] = {
-        "00_setup": [],
-        "01_safety_reset": [("00_setup", None)],
-        "02_redteam": [prev_policy] + ([("02_redteam", t - 1)] if t > 0 else []),
-        "03_sample": [("02_redteam", t), prev_policy],
-        "04_judge": [("03_sample", t)],
-        "05_pairs": [("04_judge", t), prev_policy],
-        "06_align": [("05_pairs", t), prev_policy],
-        "07_evaluate": [("01_safety_reset", None)] + [("06_align", i) for i in range(iterations)],
-        "07b_variants": [("07_evaluate", None)] + ([("04_judge", 0), ("05_pairs", 0)] if iterations else []),
-        "08_report": [("07_evaluate", None), ("07b_variants", None)],
-    }
-    if stage not in table:
-        raise StageError(f"unknown stage {stage!r}; stages: {sorted(table)}")
-    return table[stage]
-
-
-class StageError(RuntimeError):
-    """A stage cannot run (missing upstream output, bad parameters); the message names the fix."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -128,12 +86,6 @@ def snapshot_config(run: Path, cfg: C.RunConfig) -> Path:
     if not target.exists() or target.read_text() != text:
         atomic_write_bytes(target, text.encode())
     return target
-
-
-def stage_sections(cfg: C.RunConfig, stage: str) -> dict[str, Any]:
-    """The config values a stage depends on (`config.key_dict`: unchanged late-added fields left out)."""
-    full = C.key_dict(cfg)
-    return {k: full[k] for k in STAGE_SECTIONS.get(stage, tuple(full))}
 
 
 def read_manifest(run: Path, stage: str, iteration: int | None = None) -> dict[str, Any] | None:
@@ -211,13 +163,6 @@ class StageContext:
         self.complete = True
         log.info("stage %s complete in %.1fs", self.stage, manifest["timings"]["total_s"])
         return manifest
-
-
-def stage_key(cfg: C.RunConfig, stage: str, iteration: int | None, upstream: dict[str, str]) -> str:
-    """Hash of what determines a stage's outputs: its config sections, iteration and upstream keys."""
-    return C.config_hash(
-        {"stage": stage, "iteration": iteration, "config": stage_sections(cfg, stage), "upstream": upstream}
-    )
 
 
 def upstream_keys(run: Path, deps: list[tuple[str, int | None]]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The stage list, and papermill execution of the notebooks for every iteration of the loop.
+"""The run plan over the stage DAG (`selfmoa.stages`), and papermill execution of its notebooks.
 
 Stages 00-01 run once, 02-06 once per iteration (each iteration's aligned policy is the next one's
 starting policy), 07-08 once at the end. A stage whose manifest matches is skipped without starting a
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from selfmoa import config as C
-from selfmoa.artifacts import LOOP_STAGES, ONCE_AFTER, ONCE_BEFORE, is_complete, read_manifest, write_json
+from selfmoa.artifacts import is_complete, read_manifest, write_json
 from selfmoa.paths import NOTEBOOKS, resolve_path, run_dir
+from selfmoa.stages import LOOP_STAGES, ONCE_AFTER, ONCE_BEFORE
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""Figures of the study: pure `plot_*(df) -> Figure` functions with seaborn, and `save` (png + json sidecar)."""
+"""Figures of the study: pure `plot_*(df) -> Figure` functions with seaborn, and `save` (png + json sidecar).
+
+The frames they draw are shaped in `selfmoa.report` (`models_frame`, `loop_frame`, `variants_frame`).
+"""
 
 from __future__ import annotations
 
@@ -13,18 +16,6 @@ METRIC_LABELS = {
     "over_refusal": "over-refusal rate",
     "helpfulness": "helpfulness (judge score)",
 }
-
-
-def models_frame(models: dict[str, dict[str, Any]], metrics: tuple[str, ...] = tuple(METRIC_LABELS)) -> pd.DataFrame:
-    """Long table model, metric, value, lo, hi from {model: {metric, metric_ci}} summaries."""
-    rows = []
-    for name, m in models.items():
-        for metric in metrics:
-            if m.get(metric) is None:
-                continue
-            lo, hi = m.get(f"{metric}_ci") or (m[metric], m[metric])
-            rows.append({"model": name, "metric": metric, "value": m[metric], "lo": lo, "hi": hi})
-    return pd.DataFrame(rows, columns=["model", "metric", "value", "lo", "hi"])
 
 
 def plot_models(df: pd.DataFrame) -> Any:
@@ -53,64 +44,6 @@ def plot_models(df: pd.DataFrame) -> Any:
     fig.suptitle("Held-out evaluation (bars: 95% bootstrap CI)")
     fig.tight_layout()
     return fig
-
-
-def loop_frame(loop_rows: list[dict[str, Any]], base: dict[str, Any]) -> pd.DataFrame:
-    """Per-iteration curves in long form: iteration, quantity, value, lo, hi.
-
-    x = k is the policy after k rounds (0 = before the loop); red-team points at x = k are round k's attacks,
-    written against that policy.
-    """
-    rows = [
-        {
-            "iteration": 0,
-            "quantity": "held-out safety",
-            "value": base["safety"],
-            "lo": base["safety_ci"][0],
-            "hi": base["safety_ci"][1],
-        },
-        {
-            "iteration": 0,
-            "quantity": "held-out helpfulness",
-            "value": base["helpfulness"],
-            "lo": base["helpfulness_ci"][0],
-            "hi": base["helpfulness_ci"][1],
-        },
-    ]
-    for r in loop_rows:
-        t = r["iteration"] + 1
-        after = r["heldout_after"]
-        rows += [
-            {
-                "iteration": t,
-                "quantity": "held-out safety",
-                "value": after["safety"],
-                "lo": after["safety_ci"][0],
-                "hi": after["safety_ci"][1],
-            },
-            {
-                "iteration": t,
-                "quantity": "held-out helpfulness",
-                "value": after["helpfulness"],
-                "lo": after["helpfulness_ci"][0],
-                "hi": after["helpfulness_ci"][1],
-            },
-            {
-                "iteration": t - 1,
-                "quantity": "red-team attack success",
-                "value": r["redteam_asr"],
-                "lo": None,
-                "hi": None,
-            },
-            {
-                "iteration": t - 1,
-                "quantity": "attack diversity",
-                "value": r["attack_diversity"],
-                "lo": None,
-                "hi": None,
-            },
-        ]
-    return pd.DataFrame(rows)
 
 
 def plot_loop(df: pd.DataFrame) -> Any:
@@ -149,55 +82,6 @@ def save(fig: Any, name: str, folder: str | Path, sources: list[str], notes: str
     return png
 
 
-def headline_markdown(models: dict[str, dict[str, Any]]) -> str:
-    """Markdown table: model, safety, over-refusal, helpfulness (each with its 95% CI), pairs."""
-    from selfmoa.report import markdown_table
-
-    rows = []
-    for name, m in models.items():
-        row = {"model": name, "n_pairs": m.get("n_pairs")}
-        for k in ("safety", "over_refusal", "helpfulness"):
-            row |= {k: m[k], f"{k}_lo": m[f"{k}_ci"][0], f"{k}_hi": m[f"{k}_ci"][1]}
-        rows.append(row)
-    columns = {"model": "model", "safety": "safety", "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
-    return markdown_table(rows, columns | {"n_pairs": "pairs"})
-
-
-def _ci_columns(m: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k in METRIC_LABELS:
-        lo, hi = m.get(f"{k}_ci") or (m.get(k), m.get(k))
-        out.update({k: m.get(k), f"{k}_lo": lo, f"{k}_hi": hi})
-    return out
-
-
-def variants_frame(doc: dict[str, Any], loop_models: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
-    """One row per model of the study: name, group, n_pairs, w_safety, w_helpful, label_noise and each metric
-    with its CI bounds (`<metric>_lo`, `<metric>_hi`).
-
-    Args:
-        doc: `07b_variants/variants.json` (reference points and variants).
-        loop_models: extra loop models, {name: summary with n_pairs} (group 'loop'), e.g. the final policy.
-    """
-    rows = []
-    for name, m in doc.get("reference", {}).items():
-        group = "base" if name == "base" else "loop"
-        rows.append(
-            {"name": name, "group": group, "n_pairs": m.get("n_pairs"), "w_safety": m.get("w_safety"),
-             "w_helpful": m.get("w_helpful"), "label_noise": m.get("label_noise"), **_ci_columns(m)}
-        )  # fmt: skip
-    for name, m in (loop_models or {}).items():
-        rows.append({"name": name, "group": "loop", "n_pairs": m.get("n_pairs"), **_ci_columns(m)})
-    for v in doc.get("variants", []):
-        rows.append(
-            {"name": v["name"], "group": v["group"], "n_pairs": v["n_pairs"], "w_safety": v["w_safety"],
-             "w_helpful": v["w_helpful"], "label_noise": v["label_noise"], **_ci_columns(v["metrics"])}
-        )  # fmt: skip
-    cols = ["name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise"]
-    cols += [c for k in METRIC_LABELS for c in (k, f"{k}_lo", f"{k}_hi")]
-    return pd.DataFrame(rows, columns=cols)
-
-
 def _errorbars(ax: Any, df: pd.DataFrame, x: str, y: str, **kw: Any) -> None:
     ax.errorbar(
         df[x],
@@ -215,29 +99,57 @@ def _errorbars(ax: Any, df: pd.DataFrame, x: str, y: str, **kw: Any) -> None:
 PARETO_GROUPS = ("base", "loop", "weights", "objective", "static")
 
 
+def spread_positions(values: list[float], gap: float, lo: float = 0.0, hi: float = 1.0) -> list[float]:
+    """Positions as close as possible to `values`, in [lo, hi], at least `gap` apart, in the same order.
+
+    Used to stack point labels in a column beside a plot so that no two overlap. When they cannot all fit
+    (len(values) * gap > hi - lo) the gap shrinks to fit.
+    """
+    if not values:
+        return []
+    gap = min(gap, (hi - lo) / max(1, len(values) - 1))
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    pos = [min(max(values[i], lo), hi) for i in order]
+    for k in range(1, len(pos)):  # push up from the bottom
+        pos[k] = max(pos[k], pos[k - 1] + gap)
+    pos[-1] = min(pos[-1], hi)
+    for k in range(len(pos) - 2, -1, -1):  # then down from the top
+        pos[k] = min(pos[k], pos[k + 1] - gap)
+    out = [0.0] * len(values)
+    for k, i in enumerate(order):
+        out[i] = pos[k]
+    return out
+
+
 def plot_pareto(df: pd.DataFrame) -> Any:
     """Safety against helpfulness (95% CIs) for the loop, the weight sweep, the ablations and the static
-    baseline; over-refusal as colour. Weight-sweep points are labelled by their weights, the others by name."""
+    baseline; over-refusal as colour. Labels (weight-sweep points by their weights, the others by name) stand
+    in a column right of the axes, in the order of the points' safety, with a line to each point, so no two
+    labels overlap however close the points are."""
     import matplotlib.pyplot as plt
 
     sub = df[df["group"].isin(PARETO_GROUPS)].dropna(subset=["safety", "helpfulness"]).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
     _errorbars(ax, sub, "helpfulness", "safety")
     markers = {"base": "X", "loop": "*", "weights": "o", "objective": "s", "static": "^"}
     points = None
     for group, part in sub.groupby("group", sort=False):
         points = ax.scatter(part["helpfulness"], part["safety"], c=part["over_refusal"], cmap="viridis", vmin=0,
                             vmax=0.3, marker=markers[group], s=90, zorder=3, label=group, edgecolors="black")  # fmt: skip
-    for _, r in sub.iterrows():
+    y0, y1 = ax.get_ylim()
+    heights = spread_positions([(y - y0) / (y1 - y0) for y in sub["safety"]], gap=0.055, lo=0.02, hi=0.98)
+    for (_, r), h in zip(sub.iterrows(), heights, strict=True):
         label = f"w_s={r['w_safety']:g}, w_h={r['w_helpful']:g}" if r["group"] == "weights" else r["name"]
-        ax.annotate(label, (r["helpfulness"], r["safety"]), fontsize=6.5, xytext=(4, 3), textcoords="offset points")
+        ax.annotate(label, (r["helpfulness"], r["safety"]), xytext=(1.03, h), textcoords="axes fraction",
+                    fontsize=7, va="center", arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})  # fmt: skip
     if points is not None:
-        fig.colorbar(points, ax=ax, label="over-refusal rate (benign-but-sensitive prompts)")
+        fig.colorbar(points, ax=ax, location="bottom", shrink=0.6, pad=0.14,
+                     label="over-refusal rate (benign-but-sensitive prompts)")  # fmt: skip
     ax.set_xlabel(METRIC_LABELS["helpfulness"] + " on held-out benign prompts")
     ax.set_ylabel(METRIC_LABELS["safety"] + " on held-out harmful prompts")
     ax.set_title("Safety vs helpfulness (bars: 95% CI)")
     ax.legend(fontsize=7, loc="best", title="marker: group", title_fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(right=0.72)
     return fig
 
 

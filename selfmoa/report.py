@@ -1,4 +1,7 @@
-"""The study's summary: pure functions from saved results (07_evaluate, 07b_variants) to the tables of 08_report."""
+"""The study's summary: pure functions from saved results (07_evaluate, 07b_variants) to the tables of 08_report.
+
+Also the data frames that `selfmoa.plotting` draws (`models_frame`, `loop_frame`, `variants_frame`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pandas as pd
 
 from selfmoa.variants import pairs_ratio
 
+METRICS = ("safety", "over_refusal", "helpfulness")  # the held-out metrics every model is summarised by
 POINT_KEYS = ("safety", "safety_ci", "over_refusal", "over_refusal_ci", "helpfulness", "helpfulness_ci", "n_pairs")
 
 
@@ -45,7 +49,7 @@ def variant_models(variants: Sequence[dict[str, Any]]) -> dict[str, dict[str, An
 def efficiency_curves(df: pd.DataFrame) -> pd.DataFrame:
     """Safety against pairs for 'Self-MOA' (data subsamples and every loop round) and the 'static DPO' baseline.
 
-    `df` is `selfmoa.plotting.variants_frame`; the starting policy enters both curves at 0 pairs.
+    `df` is `variants_frame`; the starting policy enters both curves at 0 pairs.
     Columns: curve, name, n_pairs, safety, safety_lo, safety_hi.
     """
     cols = ["name", "n_pairs", "safety", "safety_lo", "safety_hi"]
@@ -212,3 +216,123 @@ def tables_markdown(
         ),
     ]
     return "\n\n".join(f"### {title}\n\n{table}" for title, table in sections)
+
+
+# ---- frames drawn by selfmoa.plotting ----
+
+
+def models_frame(models: dict[str, dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+    """Long table model, metric, value, lo, hi from {model: {metric, metric_ci}} summaries."""
+    rows = []
+    for name, m in models.items():
+        for metric in metrics:
+            if m.get(metric) is None:
+                continue
+            lo, hi = m.get(f"{metric}_ci") or (m[metric], m[metric])
+            rows.append({"model": name, "metric": metric, "value": m[metric], "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["model", "metric", "value", "lo", "hi"])
+
+
+def loop_frame(loop_rows: list[dict[str, Any]], base: dict[str, Any]) -> pd.DataFrame:
+    """Per-iteration curves in long form: iteration, quantity, value, lo, hi.
+
+    x = k is the policy after k rounds (0 = before the loop); red-team points at x = k are round k's attacks,
+    written against that policy.
+    """
+    rows = [
+        {
+            "iteration": 0,
+            "quantity": "held-out safety",
+            "value": base["safety"],
+            "lo": base["safety_ci"][0],
+            "hi": base["safety_ci"][1],
+        },
+        {
+            "iteration": 0,
+            "quantity": "held-out helpfulness",
+            "value": base["helpfulness"],
+            "lo": base["helpfulness_ci"][0],
+            "hi": base["helpfulness_ci"][1],
+        },
+    ]
+    for r in loop_rows:
+        t = r["iteration"] + 1
+        after = r["heldout_after"]
+        rows += [
+            {
+                "iteration": t,
+                "quantity": "held-out safety",
+                "value": after["safety"],
+                "lo": after["safety_ci"][0],
+                "hi": after["safety_ci"][1],
+            },
+            {
+                "iteration": t,
+                "quantity": "held-out helpfulness",
+                "value": after["helpfulness"],
+                "lo": after["helpfulness_ci"][0],
+                "hi": after["helpfulness_ci"][1],
+            },
+            {
+                "iteration": t - 1,
+                "quantity": "red-team attack success",
+                "value": r["redteam_asr"],
+                "lo": None,
+                "hi": None,
+            },
+            {
+                "iteration": t - 1,
+                "quantity": "attack diversity",
+                "value": r["attack_diversity"],
+                "lo": None,
+                "hi": None,
+            },
+        ]
+    return pd.DataFrame(rows)
+
+
+def _ci_columns(m: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k in METRICS:
+        lo, hi = m.get(f"{k}_ci") or (m.get(k), m.get(k))
+        out.update({k: m.get(k), f"{k}_lo": lo, f"{k}_hi": hi})
+    return out
+
+
+def variants_frame(doc: dict[str, Any], loop_models: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per model of the study: name, group, n_pairs, w_safety, w_helpful, label_noise and each metric
+    with its CI bounds (`<metric>_lo`, `<metric>_hi`).
+
+    Args:
+        doc: `07b_variants/variants.json` (reference points and variants).
+        loop_models: extra loop models, {name: summary with n_pairs} (group 'loop'), e.g. the final policy.
+    """
+    rows = []
+    for name, m in doc.get("reference", {}).items():
+        group = "base" if name == "base" else "loop"
+        rows.append(
+            {"name": name, "group": group, "n_pairs": m.get("n_pairs"), "w_safety": m.get("w_safety"),
+             "w_helpful": m.get("w_helpful"), "label_noise": m.get("label_noise"), **_ci_columns(m)}
+        )  # fmt: skip
+    for name, m in (loop_models or {}).items():
+        rows.append({"name": name, "group": "loop", "n_pairs": m.get("n_pairs"), **_ci_columns(m)})
+    for v in doc.get("variants", []):
+        rows.append(
+            {"name": v["name"], "group": v["group"], "n_pairs": v["n_pairs"], "w_safety": v["w_safety"],
+             "w_helpful": v["w_helpful"], "label_noise": v["label_noise"], **_ci_columns(v["metrics"])}
+        )  # fmt: skip
+    cols = ["name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise"]
+    cols += [c for k in METRICS for c in (k, f"{k}_lo", f"{k}_hi")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def headline_markdown(models: dict[str, dict[str, Any]]) -> str:
+    """Markdown table: model, safety, over-refusal, helpfulness (each with its 95% CI), pairs."""
+    rows = []
+    for name, m in models.items():
+        row = {"model": name, "n_pairs": m.get("n_pairs")}
+        for k in ("safety", "over_refusal", "helpfulness"):
+            row |= {k: m[k], f"{k}_lo": m[f"{k}_ci"][0], f"{k}_hi": m[f"{k}_ci"][1]}
+        rows.append(row)
+    columns = {"model": "model", "safety": "safety", "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
+    return markdown_table(rows, columns | {"n_pairs": "pairs"})

@@ -199,13 +199,13 @@ def run_variant(
         cache: generation cache (or None: answer without it).
 
     Returns:
-        dict with name, group, overrides, n_pairs, sources, train (seconds, steps, losses), metrics
+        dict with name, group, overrides, n_pairs, sources, train (`selfmoa.training.stage_metrics`), metrics
         (`selfmoa.evaluation.model_summary` plus reference_perplexity) and seconds.
     """
     import dataclasses
     import time
 
-    from selfmoa import artifacts, heldout, policy, training
+    from selfmoa import artifacts, heldout, policy, stages, training
     from selfmoa.evaluation import model_summary
     from selfmoa.models import release_memory
     from selfmoa.seeding import derive_seed
@@ -216,7 +216,7 @@ def run_variant(
     key = C.config_hash(
         {
             "variant": dataclasses.asdict(variant),
-            "config": artifacts.stage_sections(cfg, ctx.stage),
+            "config": stages.stage_sections(cfg, ctx.stage),
             "upstream": ctx.upstream,
             "pairs": [[p["prompt"], p["chosen"], p["rejected"], p["safety_margin"]] for p in pairs],
         }
@@ -228,12 +228,7 @@ def run_variant(
     trained = training.train_preference(
         model, tok, pairs, cfg.train, folder / policy.ADAPTER_DIR, seed=derive_seed(cfg.seed, "06_align", 0)
     )
-    log_rows = trained["metrics"]
-    train = {k: trained[k] for k in ("n_pairs", "steps", "seconds", "seconds_per_pair_epoch")}
-    train.update(
-        first_loss=log_rows[0].get("loss") if log_rows else None,
-        last_loss=log_rows[-1].get("loss") if log_rows else None,
-    )
+    train = training.stage_metrics(trained)
     del model, trained
     release_memory()
     model, tok = policy.load_policy(cfg, ctx.run, 0, extra_adapters=[folder / policy.ADAPTER_DIR])

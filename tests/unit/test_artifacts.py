@@ -61,14 +61,6 @@ def test_missing_upstream_is_a_clear_error(runs: list[str]) -> None:
         ctx.upstream_dir("02_redteam", 0)
 
 
-def test_dependencies_chain_iterations() -> None:
-    assert ("06_align", 0) in A.dependencies("03_sample", 1, 2)
-    assert ("01_safety_reset", None) in A.dependencies("03_sample", 0, 2)
-    assert A.dependencies("07_evaluate", None, 2)[-2:] == [("06_align", 0), ("06_align", 1)]
-    with pytest.raises(A.StageError, match="unknown stage"):
-        A.dependencies("99_nope", None, 1)
-
-
 def test_file_hash_of_folder(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a").write_text("1")

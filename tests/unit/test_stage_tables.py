@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from selfmoa import plotting, report, variants
+from selfmoa import report, variants
 from selfmoa.config import RunConfig
 
 
@@ -16,9 +16,9 @@ def _m(s: float) -> dict:
 
 def test_models_frame_and_headline() -> None:
     m = {**_m(0.5), "n_pairs": 3}
-    df = plotting.models_frame({"base": m, "selfmoa": m})
+    df = report.models_frame({"base": m, "selfmoa": m})
     assert len(df) == 6 and set(df["metric"]) == {"safety", "over_refusal", "helpfulness"}
-    text = plotting.headline_markdown({"base": m})
+    text = report.headline_markdown({"base": m})
     assert "| base | 0.500 [0.400, 0.600] |" in text and text.rstrip().endswith("| 3 |")
 
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from selfmoa import config as C
-from selfmoa import report, variants
+from selfmoa import plotting, report, variants
 from selfmoa.paths import CONFIGS
-from selfmoa.plotting import variants_frame
+from selfmoa.report import variants_frame
 
 
 def _cfg(**study: object) -> C.RunConfig:
@@ -134,3 +134,36 @@ def test_markdown_tables() -> None:
                 "pairs_by_source": {"sampled": 6, "self_revision": 1, "template": 3}, "heldout_after": _m(0.4)}  # fmt: skip
     line = report.loop_markdown([loop_row]).splitlines()[-1]
     assert line.startswith("| 1 | 0.900 | 0.800 | 10 (6 / 1 / 3) | 0.400 [0.300, 0.500]")
+
+
+def test_spread_positions_keeps_order_gap_and_bounds() -> None:
+    ys = [0.5, 0.51, 0.49, 0.1, 0.99, 0.5]
+    got = plotting.spread_positions(ys, gap=0.05, lo=0.0, hi=1.0)
+    ranked = sorted(range(len(ys)), key=lambda i: ys[i])
+    assert [got[i] for i in ranked] == sorted(got)  # same order as the values
+    assert all(b - a >= 0.05 - 1e-12 for a, b in zip(sorted(got), sorted(got)[1:], strict=False))
+    assert 0.0 <= min(got) and max(got) <= 1.0
+    assert got[3] == pytest.approx(0.1)  # a point with room keeps its own height
+    crowded = plotting.spread_positions([0.5] * 30, gap=0.05)  # cannot fit at 0.05: the gap shrinks
+    assert len(set(crowded)) == 30 and max(crowded) <= 1.0 and min(crowded) >= 0.0
+
+
+def test_pareto_labels_do_not_overlap() -> None:
+    import matplotlib
+    from matplotlib.text import Text
+
+    matplotlib.use("Agg")
+    doc = _doc()
+    # several points on top of one another: the case that made point labels collide
+    doc["variants"] += [
+        {"name": f"ws{w}_wh1", "group": "weights", "n_pairs": 40, "w_safety": w, "w_helpful": 1.0,
+         "label_noise": 0.0, "metrics": _m(0.6 + 0.001 * w)} for w in (0.0, 0.5, 2.0, 4.0)
+    ]  # fmt: skip
+    fig = plotting.plot_pareto(variants_frame(doc))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the label alone, without its line
+    assert len(boxes) == 9  # base, selfmoa_round1, two static, safety_only, four weights
+    overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    assert not overlaps
