@@ -112,17 +112,19 @@ def one_line(text: str) -> str:
 def _judges(config_path: str, overrides: list[str]) -> int:
     """Write data/results/<profile>/judges.csv (accuracy, F1, AUROC of every judge and ensemble)."""
     from selfmoa.judges.factory import judge_lm
-    from selfmoa.judges.validation import validate_judges
+    from selfmoa.judges.validation import split_timing, validate_judges, write_timing_manifest
     from selfmoa.paths import resolve_path, results_dir
 
     cfg = C.load(resolve_path(config_path), overrides)
-    table = validate_judges(cfg, judge_lm(cfg, "train", "eval"))
+    table, timing = split_timing(validate_judges(cfg, judge_lm(cfg, "train", "eval")))
     out = results_dir(cfg.profile) / "judges.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
+    manifest = resolve_path(cfg.cache_dir) / "judges" / f"{cfg.profile}.judges.manifest.json"
+    write_timing_manifest(manifest, timing)
     cols = ["configuration", "aspect", "judge", "n", "accuracy", "f1", "auroc", "unscored_fraction"]
     print(table[cols].round(3).to_string(index=False))
-    print(f"wrote {out}")
+    print(f"wrote {out} (timing in {manifest})")
     return 0
 
 

