@@ -124,6 +124,37 @@ def memory_bandwidth(nbytes: int = 1 << 30, repeats: int = 3) -> dict[str, float
     return out
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """CPU model name and the flags that decide bf16 speed (AVX-512 bf16, AMX) from /proc/cpuinfo.
+
+    Different x86 CPUs run different bf16 kernels at very different speeds (and so may give different
+    greedy paths), so every benchmark record names the CPU it was measured on. `cpuinfo` is the file's
+    text (read from /proc/cpuinfo when None); without it the model name comes from `platform.processor()`.
+    """
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model_name": fields.get("model name") or platform.processor() or None,
+        "flags": {f: f in flags for f in CPU_FLAGS},
+        "bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
+        "amx": "amx_bf16" in flags,
+    }
+
+
 def bf16_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     """Attainable bf16 matmul throughput in GFLOP/s: best of `repeats` n x n @ n x n products (2 n^3 FLOPs)."""
     import torch
@@ -219,6 +250,7 @@ def run_meta() -> dict[str, Any]:
         "timestamp": utc_now(),
         "git_commit": git_commit(),
         "machine": machine_info(),
+        "cpu": cpu_info(),
         "packages": package_versions(),
     }
 

@@ -2,15 +2,19 @@
 
 Same prompts (harmful and benign, from the packaged data), greedy, same chat template, `max_new_tokens`
 new tokens. Baseline: the model in float32, one prompt per `model.generate` call. Project:
-`selfmoa.generation.generate` with the model in bfloat16, length-sorted batches, no on-disk cache (the
-KV cache of `model.generate` is on in both). The two paths alternate batch by batch (`rounds`), so
-background load on a shared machine hits both alike. Throughput counts only generated tokens up to and
-including the first end-of-sequence token (padding after it is not work done), counted the same way for
-both paths from the returned text (`tokens_from_text`).
+`selfmoa.generation.generate` with the model in bfloat16, length-sorted batches of the configured size
+(`SamplingConfig.batch_size`), no on-disk cache, on the default fast decoder (`selfmoa.fast_decode`).
+Reference: the same call with `decoder="reference"` (`model.generate` on the same batches). The three
+paths alternate batch by batch (`rounds`), so background load on a shared machine hits them alike.
+Throughput counts only generated tokens up to and including the first end-of-sequence token (padding
+after it is not work done), counted the same way for every path from the returned text (`tokens_from_text`).
 
-Also: one-stream bf16 tokens/s against the memory-bandwidth limit (measured read bandwidth / bytes of
-weights read per token), and whether bf16 + batching changes outputs: the share of answers whose first
-16 tokens equal the fp32 answer's, and the refusal rates of both (`selfmoa.judges.refusal.is_refusal`).
+Also: one-stream bf16 tokens/s of both decoders against the memory-bandwidth limit (measured read
+bandwidth / bytes of weights read per token), tokens/s of the fast decoder against the batch size, and
+whether bf16, batching or the decoder change outputs: the share of answers whose first 16 tokens equal
+the fp32 answer's, the share of identical answers between the two decoders, and the refusal rates
+(`selfmoa.judges.refusal.is_refusal`) with a 2-standard-error noise band. The CPU model and its bf16/AMX
+flags are in the record's `run.cpu` (`benchmarks.common.cpu_info`).
 """
 
 from __future__ import annotations
@@ -101,80 +105,152 @@ def _refusal_rate(texts: list[str]) -> float:
     return sum(map(is_refusal, texts)) / len(texts)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Measure both paths on the same prompts; see the module docstring."""
+def _refusal_noise(a: float, b: float, n: int) -> float:
+    """Two standard errors of the difference of two refusal rates measured on `n` prompts each."""
+    return 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / n)
+
+
+def _timed_generate(model: Any, tok: Any, prompts: list[str], **kw: Any) -> tuple[list[str], float]:
     from selfmoa.generation import generate
 
-    n_prompts, max_new, batch_size, n_stream = (4, 16, 4, 2) if quick else (64, 64, 32, 8)
+    outs, seconds = timed(generate, model, tok, prompts, progress=False, **kw)
+    return [o[0] for o in outs], seconds
+
+
+def batch_sweep(model: Any, tok: Any, prompts: list[str], max_new: int, sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Tokens/s of the fast decoder on all `prompts` at each batch size (greedy, `max_new` new tokens)."""
+    rows = {}
+    for size in sizes:
+        texts, seconds = _timed_generate(model, tok, prompts, max_new_tokens=max_new, batch_size=size)
+        tokens = _generated_tokens(tok, texts, max_new)
+        rows[str(size)] = {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds}
+    best = max(rows, key=lambda k: rows[k]["tokens_per_s"])
+    return {"by_batch_size": rows, "best_batch_size": int(best)}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure the naive baseline and both decoders on the same prompts; see the module docstring."""
+    from selfmoa.config import SamplingConfig
+
+    batch_size = SamplingConfig().batch_size
+    n_prompts, max_new, n_stream = (4, 16, 2) if quick else (64, 64, 8)
+    sizes = (2, 4) if quick else (4, 8, 16, 32, 64)
+    if quick:
+        batch_size = 4
     prompts = mixed_prompts(n_prompts)
     bandwidth = memory_bandwidth(1 << 28 if quick else 1 << 30)
 
     model32, tok = load_policy("float32")
     model16, tok16 = load_policy("bfloat16")
-    kw = {"max_new_tokens": max_new, "progress": False}
-    base_texts, proj_texts = [""] * n_prompts, [""] * n_prompts
-    exact_tokens, base_s, proj_s = 0, 0.0, 0.0
+    kw = {"max_new_tokens": max_new, "batch_size": batch_size}
+    # first fast call in this process: compiles and warms up whatever the decoder prepares once
+    _, warmup_s = _timed_generate(model16, tok16, prompts[:2], **kw)
+    texts = {"baseline": [""] * n_prompts, "reference": [""] * n_prompts, "fast": [""] * n_prompts}
+    seconds = dict.fromkeys(texts, 0.0)
+    exact_tokens = 0
     for batch in rounds(tok16, prompts, batch_size):
         chunk = [prompts[i] for i in batch]
-        (texts, counts), seconds = timed(naive_generate, model32, tok, chunk, max_new)
-        base_s, exact_tokens = base_s + seconds, exact_tokens + sum(counts)
-        outs, seconds = timed(generate, model16, tok16, chunk, batch_size=batch_size, **kw)
-        proj_s += seconds
-        for i, b, o in zip(batch, texts, outs, strict=True):
-            base_texts[i], proj_texts[i] = b, o[0]
+        (outs, counts), s = timed(naive_generate, model32, tok, chunk, max_new)
+        seconds["baseline"], exact_tokens = seconds["baseline"] + s, exact_tokens + sum(counts)
+        got = {"baseline": outs}
+        for decoder in ("reference", "fast"):
+            got[decoder], s = _timed_generate(model16, tok16, chunk, decoder=decoder, **kw)
+            seconds[decoder] += s
+        for name, outs in got.items():
+            for i, o in zip(batch, outs, strict=True):
+                texts[name][i] = o
     del model32
-    base_tokens = _generated_tokens(tok, base_texts, max_new)
-    proj_tokens = _generated_tokens(tok16, proj_texts, max_new)
-    stream_out, stream_s = timed(generate, model16, tok16, prompts[:n_stream], batch_size=1, **kw)
-    stream_texts = [o[0] for o in stream_out]
-    stream_tokens = _generated_tokens(tok16, stream_texts, max_new)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model16.parameters())
+    tokens = {name: _generated_tokens(tok, t, max_new) for name, t in texts.items()}
+    tps = {name: tokens[name] / seconds[name] for name in texts}
 
-    base_tps, proj_tps, stream_tps = base_tokens / base_s, proj_tokens / proj_s, stream_tokens / stream_s
+    # one stream: both decoders prompt by prompt, alternating
+    stream_texts: dict[str, list[str]] = {"reference": [], "fast": []}
+    stream_s = {"reference": 0.0, "fast": 0.0}
+    for p in prompts[:n_stream]:
+        for decoder in stream_texts:
+            out, s = _timed_generate(model16, tok16, [p], max_new_tokens=max_new, batch_size=1, decoder=decoder)
+            stream_texts[decoder] += out
+            stream_s[decoder] += s
+    stream_tps = {d: _generated_tokens(tok16, t, max_new) / stream_s[d] for d, t in stream_texts.items()}
+    weight_bytes = sum(p.numel() * p.element_size() for p in model16.parameters())
     limit_tps = bandwidth["best_gbs"] * 1e9 / weight_bytes
-    ratio = speedup(base_tps, proj_tps)
-    r32, r16 = _refusal_rate(base_texts), _refusal_rate(proj_texts)
-    noise = 2 * math.sqrt((r32 * (1 - r32) + r16 * (1 - r16)) / n_prompts)
+    sweep = batch_sweep(model16, tok16, prompts, max_new, sizes)
+
+    ratio = speedup(tps["baseline"], tps["fast"])
+    rates = {name: _refusal_rate(t) for name, t in texts.items()}
+    ids = {name: _ids(tok, t) for name, t in texts.items()}
     details = {
         "n_prompts": n_prompts,
         "max_new_tokens": max_new,
         "project_batch_size": batch_size,
-        "baseline": {"dtype": "float32", "seconds": base_s, "tokens": base_tokens, "tokens_exact": exact_tokens},
-        "project": {"dtype": "bfloat16", "seconds": proj_s, "tokens": proj_tokens},
+        "project_decoder": "fast",
+        "fast_warmup_seconds": warmup_s,
+        "baseline": {
+            "dtype": "float32",
+            "seconds": seconds["baseline"],
+            "tokens": tokens["baseline"],
+            "tokens_exact": exact_tokens,
+        },
+        "project": {"dtype": "bfloat16", "decoder": "fast", "seconds": seconds["fast"], "tokens": tokens["fast"]},
+        "reference": {
+            "dtype": "bfloat16",
+            "decoder": "reference (model.generate)",
+            "seconds": seconds["reference"],
+            "tokens": tokens["reference"],
+            "tokens_per_s": tps["reference"],
+            "ratio_to_baseline": speedup(tps["baseline"], tps["reference"]),
+        },
+        "fast_over_reference": speedup(tps["reference"], tps["fast"]),
         "one_stream_bf16": {
             "n_prompts": n_stream,
-            "seconds": stream_s,
-            "tokens": stream_tokens,
-            "tokens_per_s": stream_tps,
+            "seconds": stream_s["fast"],
+            "tokens_per_s": stream_tps["fast"],
+            "reference_seconds": stream_s["reference"],
+            "reference_tokens_per_s": stream_tps["reference"],
             "weight_bytes_per_token": weight_bytes,
             "memory_bandwidth": bandwidth,
             "bandwidth_limit_tokens_per_s": limit_tps,
-            "fraction_of_limit": stream_tps / limit_tps,
+            "fraction_of_limit": stream_tps["fast"] / limit_tps,
+            "reference_fraction_of_limit": stream_tps["reference"] / limit_tps,
         },
+        "batch_size_sweep_fast": sweep,
         "quality": {
-            f"identical_first_{PREFIX_TOKENS}_tokens_share": same_prefix_share(
-                _ids(tok, base_texts), _ids(tok, proj_texts)
+            f"identical_first_{PREFIX_TOKENS}_tokens_share": same_prefix_share(ids["baseline"], ids["fast"]),
+            f"identical_first_{PREFIX_TOKENS}_tokens_share_reference": same_prefix_share(
+                ids["baseline"], ids["reference"]
             ),
             # the same comparison without batching isolates the effect of bf16 alone
             f"identical_first_{PREFIX_TOKENS}_tokens_share_one_stream_bf16": same_prefix_share(
-                _ids(tok, base_texts[:n_stream]), _ids(tok, stream_texts)
+                ids["baseline"][:n_stream], _ids(tok, stream_texts["fast"])
             ),
-            "refusal_rate_fp32_baseline": r32,
-            "refusal_rate_bf16_project": r16,
-            "refusal_rate_diff": r16 - r32,
-            "refusal_diff_noise_2se": noise,
+            "identical_answers_fast_vs_reference_bf16": sum(
+                a == b for a, b in zip(texts["fast"], texts["reference"], strict=True)
+            )
+            / n_prompts,
+            "refusal_rate_fp32_baseline": rates["baseline"],
+            "refusal_rate_bf16_project": rates["fast"],
+            "refusal_rate_bf16_reference": rates["reference"],
+            "refusal_rate_diff": rates["fast"] - rates["baseline"],
+            "refusal_diff_noise_2se": _refusal_noise(rates["baseline"], rates["fast"], n_prompts),
+            "refusal_rate_diff_fast_vs_reference": rates["fast"] - rates["reference"],
         },
     }
     checks = [
         check("speedup", ratio, ">=", 20.0),
-        check("project tokens/s", proj_tps, ">=", 450.0),
-        check("one-stream bf16 fraction of bandwidth limit", stream_tps / limit_tps, ">=", 0.8),
+        check("project tokens/s", tps["fast"], ">=", 450.0),
+        check("one-stream bf16 fraction of bandwidth limit", stream_tps["fast"] / limit_tps, ">=", 0.5),
+        check(
+            "refusal rate change within noise",
+            abs(rates["fast"] - rates["baseline"]) - _refusal_noise(rates["baseline"], rates["fast"], n_prompts),
+            "<=",
+            0.0,
+        ),
     ]
     return record(
-        baseline=base_tps,
-        project=proj_tps,
+        baseline=tps["baseline"],
+        project=tps["fast"],
         ratio=ratio,
-        ratio_definition="project / baseline tokens per second",
+        ratio_definition="project (fast decoder) / baseline tokens per second",
         unit="generated tokens/s",
         checks=checks,
         details=details,

@@ -136,6 +136,14 @@ class SamplingConfig:
     max_new_tokens: int = _f(96, "maximum new tokens per response", 1, 8192)
     batch_size: int = _f(16, "prompts per generation batch", 1, 4096)
     n_benign: int = _f(48, "benign prompts sampled per iteration (helpfulness / over-refusal guard)", 0, 100_000)
+    decoder: str = _f(
+        "fast",
+        "generation decoder of every stage: 'fast' (selfmoa.fast_decode, own loop over a static KV cache; "
+        "PEFT-wrapped or 4-bit models and repetition penalties use the reference) or 'reference' "
+        "(transformers' model.generate); see benchmarks/results.json (generation) for the measurement",
+        choices=("fast", "reference"),
+        keyed_when_changed=True,
+    )
 
 
 def is_unsafe(safety: float | None, unsafe_below: float) -> bool:

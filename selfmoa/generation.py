@@ -103,10 +103,23 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
 
 
 def _generate_batch(
-    model: Any, tokenizer: Any, texts: list[str], settings: SamplingSettings, n: int, seed: int
+    model: Any, tokenizer: Any, texts: list[str], settings: SamplingSettings, n: int, seed: int, decoder: str
 ) -> list[list[str]]:
     import torch
 
+    if decoder == "fast":
+        from selfmoa.fast_decode import generate_batch
+
+        return generate_batch(
+            model,
+            tokenizer,
+            texts,
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            n=n,
+            seed=seed,
+        )
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     sample = settings.temperature > 0
     kwargs: dict[str, Any] = {
@@ -144,6 +157,7 @@ def generate(
     cache: GenerationCache | None = None,
     progress: bool = True,
     desc: str = "generate",
+    decoder: str = "fast",
 ) -> list[list[str]]:
     """Generate `num_return_sequences` responses per user prompt.
 
@@ -153,12 +167,15 @@ def generate(
         temperature: 0 = greedy (then only one distinct sample is computed and repeated).
         seed: base seed; each batch is seeded from it, so results do not depend on the cache state.
         cache: optional on-disk cache; keys cover model, system, prompt, settings, seed and sample index.
+        decoder: 'fast' (`selfmoa.fast_decode`; models or settings it does not handle use the reference) or
+            'reference' (`model.generate`); keys of fast outputs name the decoder.
 
     Returns:
         One list of `num_return_sequences` strings per prompt, in the order of `prompts`.
     """
     from tqdm.auto import tqdm
 
+    from selfmoa.fast_decode import check_decoder, unsupported_reason
     from selfmoa.seeding import derive_seed
 
     if num_return_sequences < 1:
@@ -168,10 +185,13 @@ def generate(
         tokenizer.pad_token = tokenizer.eos_token
     settings = SamplingSettings(max_new_tokens, float(temperature), float(top_p), float(repetition_penalty), seed)
     n = num_return_sequences if temperature > 0 else 1
+    if check_decoder(decoder) == "fast" and (reason := unsupported_reason(model, settings.repetition_penalty)):
+        log.debug("reference decoder for this call: %s", reason)
+        decoder = "reference"
     results: list[list[str] | None] = [None] * len(prompts)
     keys: list[list[str]] = []
     if cache is not None:
-        mid = model_fingerprint(model)
+        mid = model_fingerprint(model) + ("" if decoder == "reference" else f"|decoder:{decoder}")
         keys = [[cache_key(mid, system, p, settings, j) for j in range(n)] for p in prompts]
         hit = cache.get_many([k for ks in keys for k in ks])
         for i, ks in enumerate(keys):
@@ -185,7 +205,7 @@ def generate(
         bar = tqdm(total=len(todo), desc=desc, disable=not progress, leave=False)
         for b, batch in enumerate(batches):
             outs = _generate_batch(
-                model, tokenizer, [texts[j] for j in batch], settings, n, derive_seed(seed, "generate", b)
+                model, tokenizer, [texts[j] for j in batch], settings, n, derive_seed(seed, "generate", b), decoder
             )
             fresh: dict[str, str] = {}
             for j, o in zip(batch, outs, strict=True):

@@ -153,6 +153,7 @@ class Responder:
     top_p: float = 1.0
     k: int = 1
     desc: str = "respond"
+    decoder: str = "fast"
 
     @classmethod
     def from_config(
@@ -172,13 +173,32 @@ class Responder:
         store = generation_cache(cfg) if cache else None
         s = cfg.sampling
         if purpose == "answer":
-            return cls(model, tokenizer, s.max_new_tokens, s.batch_size, seed, store)
+            return cls(model, tokenizer, s.max_new_tokens, s.batch_size, seed, store, decoder=s.decoder)
         if purpose == "sample":
             return cls(
-                model, tokenizer, s.max_new_tokens, s.batch_size, seed, store, s.temperature, s.top_p, s.k, "sample"
+                model,
+                tokenizer,
+                s.max_new_tokens,
+                s.batch_size,
+                seed,
+                store,
+                s.temperature,
+                s.top_p,
+                s.k,
+                "sample",
+                s.decoder,
             )
         if purpose == "eval":
-            return cls(model, tokenizer, cfg.eval.max_new_tokens, cfg.eval.batch_size, seed, store, desc="evaluate")
+            return cls(
+                model,
+                tokenizer,
+                cfg.eval.max_new_tokens,
+                cfg.eval.batch_size,
+                seed,
+                store,
+                desc="evaluate",
+                decoder=s.decoder,
+            )
         raise ValueError(f"unknown responder purpose {purpose!r}; use one of {list(PURPOSES)}")
 
     def respond(self, prompts: Sequence[str]) -> list[list[str]]:
@@ -208,6 +228,7 @@ class Responder:
             batch_size=self.batch_size,
             cache=self.cache,
             desc=self.desc,
+            decoder=self.decoder,
         )
 
     def __call__(self, prompts: list[str]) -> list[str]:

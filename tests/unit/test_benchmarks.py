@@ -13,6 +13,7 @@ import pytest
 from benchmarks.common import (
     PeakRSS,
     check,
+    cpu_info,
     interleave,
     merge_results,
     record,
@@ -205,3 +206,12 @@ def test_headline_of_a_summary() -> None:
     out = headline({"safety_gain_points": 50.0, "models": {"selfmoa": m}})
     assert out["safety_gain_points"] == 50.0 and out["helpfulness_change"] is None
     assert out["models"]["selfmoa"] == {k: m[k] for k in ("safety", "safety_ci", "over_refusal", "helpfulness")}
+
+
+def test_cpu_info_reads_model_and_bf16_amx_flags() -> None:
+    text = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    info = cpu_info(text)
+    assert info["model_name"] == "Intel(R) Xeon(R) Platinum"
+    assert info["bf16"] and info["amx"] and info["flags"]["amx_tile"] and not info["flags"]["amx_int8"]
+    epyc = cpu_info("model name\t: AMD EPYC\nflags\t: avx2 avx512f avx512_bf16\n")
+    assert epyc["bf16"] and not epyc["amx"]
