@@ -428,6 +428,9 @@ def evaluate_capability(
 ) -> dict[str, dict[str, Any]]:
     """Score a loaded model on the configured capability tasks with lm-eval (zero-shot, log-likelihood).
 
+    The caller decides whether to run it (`cfg.enabled`); every model scored with the same `cfg` sees the
+    same items.
+
     Args:
         model: a `transformers` causal LM (merge LoRA adapters first: lm-eval's wrapper needs a plain model).
         tokenizer: its tokenizer.
