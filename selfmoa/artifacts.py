@@ -182,6 +182,7 @@ def open_stage(
     depends_on: list[tuple[str, int | None]] | None = None,
     force: bool = False,
     overrides: dict[str, Any] | list[str] | None = None,
+    upstream: dict[str, str] | None = None,
 ) -> StageContext:
     """Load the config, create the stage folder, seed everything, and report whether it is complete.
 
@@ -192,6 +193,8 @@ def open_stage(
         iteration: loop iteration for stages 02-06; None for once-per-run stages.
         depends_on: upstream (stage, iteration) pairs whose outputs this stage reads.
         force: recompute even when an identical earlier result exists.
+        upstream: upstream stage keys computed by the caller (stages read from other run folders, e.g. the
+            seed runs of a study's 08_report: `selfmoa.pipeline.report_upstream`); replaces `depends_on`.
     """
     from selfmoa.paths import resolve_path
 
@@ -200,7 +203,7 @@ def open_stage(
     run.mkdir(parents=True, exist_ok=True)
     snapshot_config(run, cfg)
     deps = depends_on if depends_on is not None else dependencies(stage, iteration, cfg.iterations)
-    upstream = upstream_keys(run, deps)
+    upstream = upstream if upstream is not None else upstream_keys(run, deps)
     key = stage_key(cfg, stage, iteration, upstream)
     folder = stage_dir(run, stage, iteration)
     old = read_manifest(run, stage, iteration)
@@ -226,10 +229,14 @@ def open_stage(
     return ctx
 
 
-def is_complete(cfg: C.RunConfig, run: Path, stage: str, iteration: int | None) -> bool:
-    """True when a stage's manifest matches what a run with `cfg` would compute now."""
+def is_complete(
+    cfg: C.RunConfig, run: Path, stage: str, iteration: int | None, upstream: dict[str, str] | None = None
+) -> bool:
+    """True when a stage's manifest matches what a run with `cfg` would compute now (`upstream`: as in
+    `open_stage`)."""
     old = read_manifest(run, stage, iteration)
     if not old:
         return False
-    upstream = upstream_keys(run, dependencies(stage, iteration, cfg.iterations))
+    if upstream is None:
+        upstream = upstream_keys(run, dependencies(stage, iteration, cfg.iterations))
     return old.get("stage_key") == stage_key(cfg, stage, iteration, upstream)

@@ -1,4 +1,4 @@
-"""Command line: `selfmoa run`, `selfmoa status`, `selfmoa judges`, `selfmoa train`, `selfmoa config`.
+"""Command line: `selfmoa run`, `selfmoa study`, `selfmoa status`, `selfmoa judges`, `selfmoa train`, `selfmoa config`.
 
 `selfmoa train` also runs under `accelerate launch -m selfmoa.cli train ...` (one process per GPU).
 """
@@ -26,6 +26,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _seeds(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "--seeds", type=int, nargs="+", required=required, metavar="SEED", help="training seeds, e.g. --seeds 0 1 2"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `selfmoa` argument parser."""
     parser = argparse.ArgumentParser(prog="selfmoa", description="Self-MOA study runner")
@@ -35,8 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--force", action="store_true", help="recompute stages even when complete")
     p_run.add_argument("--kernel", default="selfmoa", help="Jupyter kernel name (default: selfmoa)")
     p_run.add_argument("--log-output", action="store_true", help="stream notebook output")
-    p_status = sub.add_parser("status", help="which stages of a run are complete")
+    p_study = sub.add_parser(
+        "study", help="run stages 00-07b for every seed, then one cross-seed report (08_report) over them"
+    )
+    _common(p_study)
+    _seeds(p_study, required=True)
+    p_study.add_argument("--study-id", default=None, help="study folder name (default: <profile>-study)")
+    p_study.add_argument("--force", action="store_true", help="recompute stages even when complete")
+    p_study.add_argument("--kernel", default="selfmoa", help="Jupyter kernel name (default: selfmoa)")
+    p_study.add_argument("--log-output", action="store_true", help="stream notebook output")
+    p_status = sub.add_parser("status", help="which stages of a run (or, with --seeds, of a study) are complete")
     _common(p_status)
+    _seeds(p_status, required=False)
+    p_status.add_argument("--study-id", default=None, help="study folder name (default: <profile>-study)")
     p_judges = sub.add_parser("judges", help="validate the train and eval judges on held-out labelled answers")
     _common(p_judges)
     p_train = sub.add_parser(
@@ -50,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--force", action="store_true", help="retrain even when the stage is complete")
     p_train.add_argument("--pairs", metavar="JSONL", help="train the base policy on this pairs.jsonl instead")
     p_train.add_argument("--output", metavar="DIR", help="adapter folder written by --pairs training")
+    p_var = sub.add_parser("variant", help="train and evaluate one study variant of a run (07b runs one per process)")
+    _common(p_var)
+    p_var.add_argument("--name", required=True, help="variant name from the run's 07b plan, e.g. loop_ws0")
     p_cfg = sub.add_parser("config", help="list every config key with its default and help")
     p_cfg.add_argument("--check", metavar="PATH", help="validate a config file and exit")
     return parser
@@ -72,13 +92,23 @@ def main(argv: list[str] | None = None) -> int:
             return _judges(args.config, args.overrides)
         if args.cmd == "train":
             return _train(args)
+        if args.cmd == "variant":
+            return _variant(args)
         from selfmoa import pipeline
 
         if args.cmd == "status":
-            for row in pipeline.status(args.config, args.run_id, args.overrides):
+            if args.seeds:
+                plan = pipeline.study_plan(args.config, args.seeds, args.overrides, args.study_id)
+                rows = pipeline.study_status(plan)
+            else:
+                rows = pipeline.status(args.config, args.run_id, args.overrides)
+            for row in rows:
                 secs = "" if row["seconds"] is None else f"{row['seconds']:.1f}s"
-                print(f"{row['step']:24s} {row['state']:9s} {secs}")
+                where = f"{row['run']:20s} " if args.seeds else ""
+                print(f"{where}{row['step']:24s} {row['state']:9s} {secs}")
             return 0
+        if args.cmd == "study":
+            return _study(args)
         from selfmoa import runlock
         from selfmoa.paths import resolve_path, run_dir
 
@@ -125,6 +155,38 @@ def _judges(config_path: str, overrides: list[str]) -> int:
     cols = ["configuration", "aspect", "judge", "n", "accuracy", "f1", "auroc", "unscored_fraction"]
     print(table[cols].round(3).to_string(index=False))
     print(f"wrote {out} (timing in {manifest})")
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    """`selfmoa study`: every seed run, then the cross-seed report (`selfmoa.pipeline.study`)."""
+    from selfmoa import pipeline
+    from selfmoa.paths import resolve_path
+
+    plan = pipeline.study_plan(args.config, args.seeds, args.overrides, args.study_id)
+    for r in plan.runs:
+        C.check_installed(C.load(resolve_path(args.config), list(r.overrides)))
+    out = pipeline.study(plan, force=args.force, kernel_name=args.kernel, log_output=args.log_output)
+    for r in out["runs"]:
+        ran = sum(s["ran"] for s in r["steps"])
+        print(
+            f"seed {r['seed']} ({r['run_id']}): {ran} steps ran, {len(r['steps']) - ran} skipped, {r['seconds']:.0f}s"
+        )
+    print(
+        f"study {plan.study_id}: report {'ran' if out['report']['steps'] and out['report']['steps'][0]['ran'] else 'skipped'}, "
+        f"{out['seconds']:.0f}s in all"
+    )
+    return 0
+
+
+def _variant(args: argparse.Namespace) -> int:
+    """One study variant of a run in this process (`selfmoa.variant_runs.run_in_process`)."""
+    from selfmoa import pipeline, variant_runs
+    from selfmoa.paths import resolve_path
+
+    run_id = args.run_id or pipeline.default_run_id(C.load(resolve_path(args.config), args.overrides))
+    result = variant_runs.run_in_process(args.config, run_id, args.name, args.overrides)
+    print(json.dumps({k: result[k] for k in ("name", "n_pairs", "seconds")}))
     return 0
 
 

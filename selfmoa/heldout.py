@@ -147,6 +147,43 @@ def evaluate_run(ctx: Any, rows: Sequence[dict[str, Any]], judges: tuple[Any, An
     return records
 
 
+def capability_run(ctx: Any) -> dict[str, dict[str, Any]]:
+    """lm-eval capability of every model of the run (`selfmoa.capability.evaluate_capability`, per-item scores
+    kept for paired and seed-level intervals), one model in memory at a time; {} when `capability.enabled` is
+    false.
+
+    Writes `capability_<model>.json` into the stage folder as each model finishes; a complete stage loads them.
+    """
+    from selfmoa import policy
+    from selfmoa.capability import evaluate_capability
+    from selfmoa.models import release_memory
+    from selfmoa.paths import resolve_path
+
+    if not ctx.cfg.capability.enabled:
+        return {}
+    out = {}
+    for k, name in enumerate(model_names(ctx.cfg)):
+        path = ctx.path(f"capability_{name}.json")
+        if ctx.complete and path.is_file():
+            out[name] = artifacts.read_json(path)
+            continue
+        t0 = time.time()
+        model, tok = policy.load_policy(ctx.cfg, ctx.run, k)
+        out[name] = evaluate_capability(model, tok, ctx.cfg.capability, resolve_path(ctx.cfg.cache_dir), items=True)
+        artifacts.write_json(path, out[name])
+        ctx.timed(f"capability_{name}", time.time() - t0)
+        del model
+        release_memory()
+    return out
+
+
+def capability_frame(results: dict[str, dict[str, Any]]) -> Any:
+    """`capability_run`'s results as a table of each task's primary metric per model, with lm-eval's stderr."""
+    from selfmoa.capability import capability_table
+
+    return capability_table(results, primary_only=True)
+
+
 def summaries(ctx: Any, records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """`model_summary` of every model, with its saved reference perplexity."""
     cfg = ctx.cfg

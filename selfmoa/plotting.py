@@ -47,25 +47,126 @@ def plot_models(df: pd.DataFrame) -> Any:
 
 
 def plot_loop(df: pd.DataFrame) -> Any:
-    """Closed-loop curves: held-out safety/helpfulness (with CIs) and red-team attack success and diversity."""
+    """Closed-loop curves: held-out safety/helpfulness (with CIs) and red-team attack success and diversity.
+
+    With a `seed` column holding several seeds, every seed is drawn as a thin line and the mean over seeds as
+    a thick one (shaded: the per-seed prompt CIs are not shown; the seeds themselves are the spread).
+    """
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     quantities = list(dict.fromkeys(df["quantity"]))
     palette = dict(zip(quantities, sns.color_palette(n_colors=len(quantities)), strict=True))
-    sns.lineplot(data=df, x="iteration", y="value", hue="quantity", palette=palette, marker="o", ax=ax)
-    ci = df.dropna(subset=["lo", "hi"])
-    for quantity, sub in ci.groupby("quantity"):
-        ax.fill_between(
-            sub["iteration"], sub["lo"].astype(float), sub["hi"].astype(float), color=palette[quantity], alpha=0.15
-        )
+    seeds = list(dict.fromkeys(df["seed"])) if "seed" in df else []
+    if len(seeds) > 1:
+        for (quantity, _), sub in df.groupby(["quantity", "seed"], sort=False):
+            ax.plot(sub["iteration"], sub["value"], color=palette[quantity], alpha=0.35, linewidth=0.8)
+        mean = df.groupby(["quantity", "iteration"], sort=False)["value"].mean().reset_index()
+        sns.lineplot(data=mean, x="iteration", y="value", hue="quantity", palette=palette, marker="o", ax=ax)
+        ax.set_title(f"Self-MOA closed loop ({len(seeds)} seeds: thin lines; mean: thick)")
+    else:
+        sns.lineplot(data=df, x="iteration", y="value", hue="quantity", palette=palette, marker="o", ax=ax)
+        ci = df.dropna(subset=["lo", "hi"])
+        for quantity, sub in ci.groupby("quantity"):
+            ax.fill_between(
+                sub["iteration"], sub["lo"].astype(float), sub["hi"].astype(float), color=palette[quantity], alpha=0.15
+            )
+        ax.set_title("Self-MOA closed loop")
     ax.set_xlabel("policy after k rounds (red-team points: round k's attacks against it)")
     ax.set_ylabel("rate / score")
     ax.set_ylim(0, 1.05)
     ax.set_xticks(sorted(df["iteration"].unique()))
     ax.legend(fontsize=8, loc="best")
-    ax.set_title("Self-MOA closed loop")
+    fig.tight_layout()
+    return fig
+
+
+def _bars_with_seeds(ax: Any, df: pd.DataFrame, group: str, models: list[str]) -> None:
+    """Grouped bars (mean rows, CI error bars) per `group` value and model, with each seed's value as a dot."""
+    import numpy as np
+    import seaborn as sns
+
+    groups = list(dict.fromkeys(df[group]))
+    width = 0.8 / max(1, len(models))
+    palette = sns.color_palette("colorblind", n_colors=len(models))
+    x = np.arange(len(groups))
+    for j, model in enumerate(models):
+        mean = df[(df["model"] == model) & (df["kind"] == "mean")].set_index(group).reindex(groups)
+        pos = x - 0.4 + width * (j + 0.5)
+        ax.bar(pos, mean["value"], width=width, color=palette[j], label=model)
+        ax.errorbar(pos, mean["value"], yerr=[mean["value"] - mean["lo"], mean["hi"] - mean["value"]], fmt="none",
+                    ecolor="black", capsize=3)  # fmt: skip
+        seeds = df[(df["model"] == model) & (df["kind"] == "seed")]
+        ax.scatter(pos[[groups.index(g) for g in seeds[group]]], seeds["value"], color="black", s=10, zorder=3)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
+
+
+def plot_per_set(df: pd.DataFrame) -> Any:
+    """Per held-out set: safety on each harmful set and over-refusal on each benign set, base vs final (bars:
+    mean over seeds with the seed-level 95% CI; dots: each seed), frame from `report.per_set_frame`."""
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("safety", "over_refusal") if (df["metric"] == m).any()]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+    models = list(dict.fromkeys(df["model"]))
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        _bars_with_seeds(ax, df[df["metric"] == metric], "prompt_set", models)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.set_title("harmful sets" if metric == "safety" else "benign-but-sensitive sets", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Per held-out set (bars: mean over seeds, 95% seed-and-prompt CI; dots: seeds)")
+    fig.tight_layout()
+    return fig
+
+
+GAIN_LABELS = {
+    "safety_gain_points": "safety gain (points)",
+    "over_refusal_change_points": "over-refusal change (points)",
+    "helpfulness_change": "helpfulness change (score)",
+}
+
+
+def plot_seed_spread(df: pd.DataFrame) -> Any:
+    """Per-seed paired changes of the final policy against base (dots) with their mean and 95% interval
+    (diamond and line), on all prompts and per set; one panel per quantity (`report.seed_spread_frame`)."""
+    import matplotlib.pyplot as plt
+
+    quantities = list(dict.fromkeys(df["quantity"]))
+    fig, axes = plt.subplots(1, len(quantities), figsize=(4.5 * len(quantities), 3.8), squeeze=False)
+    for ax, quantity in zip(axes[0], quantities, strict=True):
+        sub = df[df["quantity"] == quantity]
+        sets = list(dict.fromkeys(sub["prompt_set"]))
+        y = {s: -i for i, s in enumerate(sets)}
+        mean = sub[sub["kind"] == "mean"]
+        ax.hlines([y[s] for s in mean["prompt_set"]], mean["lo"], mean["hi"], color="black", linewidth=1.5)
+        ax.scatter(mean["value"], [y[s] for s in mean["prompt_set"]], marker="D", color="black", s=30, zorder=3)
+        seeds = sub[sub["kind"] == "seed"]
+        ax.scatter(seeds["value"], [y[s] + 0.15 for s in seeds["prompt_set"]], color="tab:orange", s=18, zorder=4)
+        ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(list(y.values()))
+        ax.set_yticklabels(sets, fontsize=8)
+        ax.set_xlabel(GAIN_LABELS.get(quantity, quantity))
+    fig.suptitle("Seed spread: final - base per seed (dots), mean and 95% CI (diamond, line)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_capability(df: pd.DataFrame) -> Any:
+    """Capability per lm-eval task (primary metric), base vs final: bars are means over seeds with their 95%
+    interval (seed-and-item bootstrap, or lm-eval's stderr), dots each seed (`report.capability_frame`)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * df["task"].nunique() + 2), 3.8))
+    _bars_with_seeds(
+        ax, df.assign(task=df["task"] + " (" + df["metric"] + ")"), "task", list(dict.fromkeys(df["model"]))
+    )
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Capability, lm-eval zero-shot (bars: 95% CI; dots: seeds)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -1,7 +1,9 @@
 """Publishing a reference run: small result tables to `data/results/<profile>/`, figures to `figures/`.
 
 Stages 07, 07b and 08 publish only when the config says `publish: true`; what they write is aggregate
-(metrics with confidence intervals, judge validation, figures), never generated text.
+(metrics with confidence intervals, judge validation, figures), never generated text. In a multi-seed study
+(`selfmoa study`) the seed runs do not publish; the study's 08_report publishes the cross-seed files
+(`summary.json`, `headline.md`, `tables.md`, `eval_by_set.csv` with a `seed` column, figures).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The study's stage DAG: which stages run when, what each reads from the config and from upstream stages.
 
 Stages 00-01 run once, 02-06 once per loop iteration (each iteration's aligned policy is the next one's
-starting policy), 07-08 once at the end. A stage's *key* hashes the config sections it reads, its
+starting policy), 07-08 once at the end. A multi-seed study runs 00-07b once per training seed, each in its
+own run folder, and one 08_report over all of them in a study folder (`seed_run_id`, `study_id`). A stage's
+*key* hashes the config sections it reads, its
 iteration and the keys of the upstream stages it consumed, so a change reaches exactly the stages that
 depend on it. `selfmoa.pipeline` runs the DAG; `selfmoa.artifacts` stores the keys in manifests.
 """
@@ -25,10 +27,15 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "04_judge": ("judge",),
     "05_pairs": ("pairs", "judge", "sampling", "seed"),
     "06_align": ("train", "seed"),
-    "07_evaluate": ("eval", "judge", "iterations"),
+    "07_evaluate": ("eval", "judge", "iterations", "capability"),
     "07b_variants": ("study", "train", "pairs", "judge", "eval", "seed"),
     "08_report": (),
 }
+
+
+REPORT_STAGE = "08_report"
+# What 08_report reads from every seed run it reports on.
+REPORT_INPUTS: tuple[str, ...] = ("07_evaluate", "07b_variants")
 
 
 class StageError(RuntimeError):
@@ -67,3 +74,26 @@ def stage_key(cfg: C.RunConfig, stage: str, iteration: int | None, upstream: dic
     return C.config_hash(
         {"stage": stage, "iteration": iteration, "config": stage_sections(cfg, stage), "upstream": upstream}
     )
+
+
+def seed_run_id(profile: str, seed: int) -> str:
+    """Run folder of one training seed: <profile>-seed<seed> (also `selfmoa run`'s default)."""
+    return f"{profile}-seed{seed}"
+
+
+def study_id(profile: str) -> str:
+    """Folder of a multi-seed study's cross-seed report: <profile>-study."""
+    return f"{profile}-study"
+
+
+def report_dependencies(seed_runs: list[str]) -> list[tuple[str, str, None]]:
+    """(run id, stage, iteration) of every output 08_report reads: 07_evaluate and 07b_variants of each seed run.
+
+    Raises:
+        StageError: no seed run, or a run named twice.
+    """
+    if not seed_runs:
+        raise StageError("08_report needs at least one seed run (parameter seed_runs)")
+    if len(set(seed_runs)) != len(seed_runs):
+        raise StageError(f"08_report: seed_runs names a run twice: {seed_runs}")
+    return [(run_id, stage, None) for run_id in seed_runs for stage in REPORT_INPUTS]

@@ -1,0 +1,185 @@
+"""Cross-seed reporting on small synthetic per-sample records: per set, per seed, paired gains with intervals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import matplotlib
+import pytest
+
+from selfmoa import plotting, report
+
+matplotlib.use("Agg")
+
+N = 20  # prompts per set
+
+
+def records(unsafe: dict[str, float], refused: dict[str, float], helpful: float = 0.7) -> list[dict[str, Any]]:
+    """Per-sample records: on harmful set s the first unsafe[s] * N answers are unsafe; on benign set s the first
+    refused[s] * N answers refuse."""
+    out = []
+    for name, rate in unsafe.items():
+        for i in range(N):
+            out.append({"id": str(i), "prompt_set": name, "is_harmful": True, "safety": 0.0 if i < rate * N else 1.0,
+                        "refused": i >= rate * N, "helpfulness": None})  # fmt: skip
+    for name, rate in refused.items():
+        for i in range(N):
+            out.append({"id": str(i), "prompt_set": name, "is_harmful": False, "safety": 1.0,
+                        "refused": i < rate * N, "helpfulness": helpful})  # fmt: skip
+    return out
+
+
+def seed_run(seed: int, final_unsafe_a: float, final_refused_b: float) -> dict[str, Any]:
+    """One seed run: base unsafe on both harmful sets; the final policy fixes set `harm_a` (by how much depends on
+    the seed) but not `harm_b` (the bad set), keeps `benign_a` and over-refuses on `benign_b`."""
+    base = records({"harm_a": 0.8, "harm_b": 0.8}, {"benign_a": 0.0, "benign_b": 0.05})
+    final = records({"harm_a": final_unsafe_a, "harm_b": 0.8}, {"benign_a": 0.0, "benign_b": final_refused_b}, 0.65)
+    sets = {"harm_a": N, "harm_b": N, "benign_a": N, "benign_b": N}
+    return {
+        "seed": seed,
+        "run_id": f"t-seed{seed}",
+        "evaluated": {"eval_sets": sets},
+        "loop": {"iterations": [], "base": {}},
+        "variants": {"variants": []},
+        "records": {"base": base, "selfmoa": final},
+        "n_pairs": {"base": 0, "selfmoa": 30 + seed},
+        "capability": {},
+    }
+
+
+@pytest.fixture(scope="module")
+def study() -> dict[str, Any]:
+    runs = [seed_run(0, 0.2, 0.3), seed_run(1, 0.4, 0.25), seed_run(2, 0.1, 0.35)]
+    return report.cross_seed(runs, unsafe_below=0.5, n_boot=200)
+
+
+def test_headline_is_the_mean_over_seeds_with_a_seed_level_interval(study: dict[str, Any]) -> None:
+    sel, base = study["models"]["selfmoa"], study["models"]["base"]
+    # final safety per seed on all 40 harmful prompts: (20 * (1 - a) + 4) / 40
+    per_seed = {s: (N * (1 - a) + 0.2 * N) / (2 * N) for s, a in ((0, 0.2), (1, 0.4), (2, 0.1))}
+    assert sel["per_seed"]["safety"] == pytest.approx(per_seed)
+    assert sel["safety"] == pytest.approx(sum(per_seed.values()) / 3)
+    assert sel["safety_ci"][0] <= sel["safety"] <= sel["safety_ci"][1] and sel["n_seeds"] == 3
+    assert sel["n_pairs"] == 31 and base["safety"] == pytest.approx(0.2)
+    gain = study["gains"]["safety_gain_points"]
+    assert gain["mean"] == pytest.approx(100 * (sel["safety"] - base["safety"]))
+    assert gain["per_seed"] == pytest.approx({s: 100 * (v - 0.2) for s, v in per_seed.items()})
+    assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1] and gain["ci"][0] > 0
+    summary = report.summary("t", "p", {}, study["models"], {}, study["gains"])
+    assert summary["safety_gain_points"] == pytest.approx(gain["mean"], abs=0.01)
+
+
+def test_a_bad_set_is_visible_per_set(study: dict[str, Any]) -> None:
+    per_set = study["per_set"]
+    kinds = {"harm_a": "harmful", "harm_b": "harmful", "benign_a": "benign", "benign_b": "benign"}
+    assert {k: v["kind"] for k, v in per_set.items()} == kinds and per_set["harm_b"]["n_items"] == N
+    a = per_set["harm_a"]["safety"]["change_vs_base"]["selfmoa"]
+    b = per_set["harm_b"]["safety"]["change_vs_base"]["selfmoa"]
+    assert a["mean"] == pytest.approx(100 * (0.8 - (0.2 + 0.4 + 0.1) / 3))
+    assert b["mean"] == 0.0 and b["per_seed"] == {0: 0.0, 1: 0.0, 2: 0.0}  # no gain on harm_b, in every seed
+    rise = per_set["benign_b"]["over_refusal"]["change_vs_base"]["selfmoa"]
+    assert rise["mean"] == pytest.approx(100 * (0.3 - 0.05)) and rise["ci"][0] > 5
+    assert per_set["benign_a"]["over_refusal"]["change_vs_base"]["selfmoa"]["mean"] == 0.0
+    assert per_set["benign_b"]["helpfulness"]["change_vs_base"]["selfmoa"]["mean"] == pytest.approx(-0.05)
+    lines = report.worst_sets(per_set)
+    assert "harm_b, +0.0 points" in lines and "benign_b, +25.0 points" in lines
+    table = report.gains_markdown(study["gains"], per_set)
+    assert "| safety_gain_points | harm_b | 0.000 [0.000, 0.000] |" in table
+
+
+def test_per_seed_and_by_set_tables(study: dict[str, Any]) -> None:
+    assert list(study["per_seed"]) == ["0", "1", "2"]
+    s1 = study["per_seed"]["1"]["selfmoa"]
+    assert s1["per_set"]["harm_a"]["safety"] == pytest.approx(0.6)
+    assert s1["per_set"]["benign_b"]["over_refusal"] == pytest.approx(0.25)
+    df = study["by_set"]
+    asr = df[(df["model"] == "selfmoa") & (df["prompt_set"] == "harm_a") & (df["metric"] == "attack_success_rate")]
+    assert sorted(asr["seed"]) == ["0", "1", "2", "mean"]
+    mean = asr[asr["seed"] == "mean"].iloc[0]
+    assert mean["value"] == pytest.approx((0.2 + 0.4 + 0.1) / 3) and mean["n_seeds"] == 3 and mean["n"] == 3 * N
+    assert mean["lo"] <= mean["value"] <= mean["hi"]
+    assert set(df["metric"]) == {"attack_success_rate", "harmful_refusal", "over_refusal", "helpfulness"}
+
+
+def test_summary_sections_are_strict_json(study: dict[str, Any]) -> None:
+    sections = report.seed_sections(study)
+    assert sections["seeds"] == [0, 1, 2] and sections["n_seeds"] == 3
+    json.dumps(sections, allow_nan=False)
+    assert set(sections["per_set"]) == {"harm_a", "harm_b", "benign_a", "benign_b"}
+    assert sections["per_seed"]["2"]["base"]["per_set"]["harm_b"] == {"safety": pytest.approx(0.2)}
+
+
+def test_figures_from_the_study(study: dict[str, Any]) -> None:
+    bars = report.per_set_frame(study["per_set"])
+    assert set(bars["prompt_set"]) == {"harm_a", "harm_b", "benign_a", "benign_b"}
+    assert len(bars[(bars["kind"] == "seed") & (bars["model"] == "selfmoa")]) == 4 * 3
+    spread = report.seed_spread_frame(study["gains"], study["per_set"])
+    assert set(spread["quantity"]) == {"safety_gain_points", "over_refusal_change_points", "helpfulness_change"}
+    for fig in (plotting.plot_per_set(bars), plotting.plot_seed_spread(spread)):
+        assert fig.axes
+
+
+def test_cross_seed_rejects_repeated_seeds_and_different_sets() -> None:
+    with pytest.raises(ValueError, match="share a training seed"):
+        report.cross_seed([seed_run(0, 0.2, 0.3), seed_run(0, 0.2, 0.3)], 0.5, 50)
+    other = seed_run(1, 0.2, 0.3)
+    other["evaluated"] = {"eval_sets": {"harm_a": 5}}
+    with pytest.raises(ValueError, match="different prompt sets"):
+        report.cross_seed([seed_run(0, 0.2, 0.3), other], 0.5, 50)
+
+
+def test_one_seed_gives_the_prompt_bootstrap_and_the_old_headline() -> None:
+    one = report.cross_seed([seed_run(0, 0.2, 0.3)], 0.5, 200)
+    sel, base = one["models"]["selfmoa"], one["models"]["base"]
+    assert sel["n_seeds"] == 1 and sel["safety"] == pytest.approx(0.5)
+    s = report.summary("t", "p", {}, one["models"], {}, one["gains"])
+    assert s["safety_gain_points"] == pytest.approx(100 * (sel["safety"] - base["safety"]), abs=0.01)
+
+
+def loop_row(t: int, over: float | None) -> dict[str, Any]:
+    after = {k: 0.5 for k in ("safety", "helpfulness")} | {f"{k}_ci": [0.4, 0.6] for k in ("safety", "helpfulness")}
+    row = {"iteration": t, "redteam_asr": 0.4, "attack_diversity": 0.3, "heldout_after": after}
+    return row | ({"redteam_over_refusal_asr": over} if over is not None else {})
+
+
+def test_loop_curves_show_every_seed_and_the_over_refusal_attack_success() -> None:
+    base = {"safety": 0.2, "safety_ci": [0.1, 0.3], "helpfulness": 0.7, "helpfulness_ci": [0.6, 0.8]}
+    runs = [{"seed": s, "loop": {"iterations": [loop_row(0, 0.2), loop_row(1, 0.1)], "base": base}} for s in (0, 1)]
+    df = report.loop_frame_seeds(runs)
+    assert set(df["seed"]) == {"0", "1"}
+    over = df[df["quantity"] == "red-team over-refusal success"]
+    assert list(over["value"]) == [0.2, 0.1, 0.2, 0.1]
+    assert "red-team over-refusal success" not in set(report.loop_frame([loop_row(0, None)], base)["quantity"])
+    assert plotting.plot_loop(df).axes
+
+
+def capability_result(acc: list[float]) -> dict[str, Any]:
+    n = len(acc)
+    mean = sum(acc) / n
+    return {"arc_easy": {"acc": mean, "acc_stderr": 0.05, "n": n, "items": {"acc": acc}},
+            "winogrande": {"acc": 0.5, "acc_stderr": 0.05, "n": n}}  # fmt: skip
+
+
+def test_capability_table_over_seeds() -> None:
+    base = [1.0] * 10 + [0.0] * 10
+    runs = [
+        {"seed": 0, "capability": {"base": capability_result(base), "selfmoa": capability_result([1.0] * 8 + [0.0] * 12)}},
+        {"seed": 1, "capability": {"base": capability_result(base), "selfmoa": capability_result([1.0] * 10 + [0.0] * 10)}},
+    ]  # fmt: skip
+    cap = report.capability_summary(runs, n_boot=200)
+    assert cap["metric_by_task"] == {"arc_easy": "acc", "winogrande": "acc"}
+    arc = cap["models"]["selfmoa"]["arc_easy"]
+    assert arc["value"] == pytest.approx(0.45) and arc["per_seed"] == {"0": 0.4, "1": 0.5}
+    assert arc["interval"] == "seed-and-item bootstrap" and arc["n_seeds"] == 2
+    assert cap["models"]["base"]["winogrande"]["interval"].startswith("normal")
+    change = cap["change_vs_base"]["selfmoa"]["arc_easy"]
+    assert change["mean"] == pytest.approx(-0.05) and change["per_seed"] == {"0": pytest.approx(-0.1), "1": 0.0}
+    assert cap["within_base_ci"]["selfmoa"]["arc_easy"] is True
+    assert "winogrande" not in cap["change_vs_base"]["selfmoa"]  # no per-item scores: no paired change
+    frame = report.capability_frame(cap)
+    assert len(frame[frame["kind"] == "mean"]) == 4 and len(frame[frame["kind"] == "seed"]) == 8
+    table = report.capability_markdown(cap)
+    assert table.splitlines()[0] == "| task | metric | base | selfmoa | selfmoa - base |"
+    assert plotting.plot_capability(frame).axes
+    assert report.capability_summary([{"seed": 0, "capability": {}}], 10) == {}

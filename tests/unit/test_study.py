@@ -1,0 +1,102 @@
+"""The multi-seed study plan: which runs, which overrides, and the cross-seed report's stage key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selfmoa import artifacts, pipeline, stages
+from selfmoa import config as C
+from selfmoa.paths import CONFIGS
+
+SMOKE = CONFIGS / "smoke.yaml"
+
+
+def fake_manifest(runs: Path, run_id: str, stage: str, key: str) -> None:
+    """A finished stage as far as manifests go (the report's key reads only `stage_key`)."""
+    artifacts.write_json(runs / run_id / stage / "manifest.json", {"stage": stage, "stage_key": key, "timings": {}})
+
+
+def test_study_plan_names_one_run_per_seed_and_a_study_folder(tmp_path: Path) -> None:
+    sp = pipeline.study_plan(SMOKE, [0, 2, 1], [f"runs_dir={tmp_path}"])
+    assert sp.study_id == "smoke-study"
+    assert sp.seed_runs == ["smoke-seed0", "smoke-seed2", "smoke-seed1"] and sp.seeds == [0, 2, 1]
+    for r in sp.runs:
+        assert r.overrides == (f"runs_dir={tmp_path}", f"seed={r.seed}", "publish=false")
+        cfg = C.load(SMOKE, list(r.overrides))
+        assert cfg.seed == r.seed and pipeline.default_run_id(cfg) == r.run_id and not cfg.publish
+    assert pipeline.study_plan(SMOKE, [3], study="mine").study_id == "mine"
+
+
+@pytest.mark.parametrize(
+    ("seeds", "study", "match"),
+    [
+        ([], None, "at least one seed"),
+        ([1, 1], None, "distinct"),
+        ([-1], None, "non-negative"),
+        ([0], "smoke-seed0", "also a seed run"),
+        ([0], "../x", "plain folder name"),
+    ],  # fmt: skip
+)
+def test_study_plan_rejects_bad_seeds_and_ids(seeds: list[int], study: str | None, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        pipeline.study_plan(SMOKE, seeds, study=study)
+
+
+def test_seed_runs_skip_the_report_and_the_study_runs_only_the_report() -> None:
+    cfg = C.load(SMOKE)
+    full = [s.stage for s in pipeline.plan(cfg)]
+    seed_steps = [s.stage for s in pipeline.plan(cfg, skip=(stages.REPORT_STAGE,))]
+    assert full[-1] == "08_report" and "08_report" not in seed_steps and seed_steps == full[:-1]
+    assert [s.stage for s in pipeline.plan(cfg, only=(stages.REPORT_STAGE,))] == ["08_report"]
+
+
+def test_report_key_covers_every_seed_run_and_recomputes_when_one_changes(tmp_path: Path) -> None:
+    overrides = [f"runs_dir={tmp_path}"]
+    cfg = C.load(SMOKE, overrides)
+    seed_runs = ["smoke-seed0", "smoke-seed1"]
+    up = pipeline.report_upstream(tmp_path, seed_runs)
+    assert set(up) == {f"{r}/{s}@None" for r in seed_runs for s in ("07_evaluate", "07b_variants")}
+    assert set(up.values()) == {"missing"}
+    with pytest.raises(stages.StageError, match="not complete"):
+        pipeline.open_report(SMOKE, "smoke-study", seed_runs, overrides=overrides)
+    for r in seed_runs:
+        for s in stages.REPORT_INPUTS:
+            fake_manifest(tmp_path, r, s, f"{r}-{s}-a")
+    ctx, dirs = pipeline.open_report(SMOKE, "smoke-study", seed_runs, overrides=overrides)
+    assert dirs == [tmp_path / r for r in seed_runs] and not ctx.complete
+    assert ctx.upstream == pipeline.report_upstream(tmp_path, seed_runs)
+    ctx.finish({"n_seeds": 2})
+    report_step = pipeline.Step("08_report", None)
+    study = tmp_path / "smoke-study"
+    assert pipeline.step_complete(cfg, study, report_step, seed_runs)
+    assert not pipeline.step_complete(cfg, study, report_step, seed_runs[:1])  # another seed list, another key
+    fake_manifest(tmp_path, "smoke-seed1", "07b_variants", "changed")  # one seed run's upstream changes
+    assert not pipeline.step_complete(cfg, study, report_step, seed_runs)
+    ctx, _ = pipeline.open_report(SMOKE, "smoke-study", seed_runs, overrides=overrides)
+    assert not ctx.complete and not (study / "08_report" / "manifest.json").exists()
+
+
+def test_single_run_report_is_keyed_by_its_own_run(tmp_path: Path) -> None:
+    overrides = [f"runs_dir={tmp_path}"]
+    for s in stages.REPORT_INPUTS:
+        fake_manifest(tmp_path, "solo", s, f"{s}-k")
+    ctx, dirs = pipeline.open_report(SMOKE, "solo", [], overrides=overrides)
+    assert dirs == [tmp_path / "solo"] and set(ctx.upstream) == {"solo/07_evaluate@None", "solo/07b_variants@None"}
+
+
+def test_study_status_lists_every_seed_run_then_the_report(tmp_path: Path) -> None:
+    sp = pipeline.study_plan(SMOKE, [0, 1], [f"runs_dir={tmp_path}"])
+    rows = pipeline.study_status(sp)
+    assert [r["run"] for r in rows if r["step"] == "08_report"] == ["smoke-study"]
+    assert {r["run"] for r in rows} == {"smoke-seed0", "smoke-seed1", "smoke-study"}
+    assert all(r["state"] == "pending" for r in rows)
+    assert rows[-1]["step"] == "08_report"
+
+
+def test_report_dependencies_reject_no_or_repeated_runs() -> None:
+    with pytest.raises(stages.StageError, match="at least one"):
+        stages.report_dependencies([])
+    with pytest.raises(stages.StageError, match="twice"):
+        stages.report_dependencies(["a", "a"])
