@@ -13,9 +13,10 @@ import sys
 from selfmoa import config as C
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, run_id: bool = True) -> None:
     p.add_argument("--config", default="configs/cpu.yaml", help="YAML profile (default: configs/cpu.yaml)")
-    p.add_argument("--run-id", default=None, help="run folder name (default: <profile>-seed<seed>)")
+    if run_id:
+        p.add_argument("--run-id", default=None, help="run folder name (default: <profile>-seed<seed>)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_study = sub.add_parser(
         "study", help="run stages 00-07b for every seed, then one cross-seed report (08_report) over them"
     )
-    _common(p_study)
+    _common(p_study, run_id=False)
     _seeds(p_study, required=True)
     p_study.add_argument("--study-id", default=None, help="study folder name (default: <profile>-study)")
     p_study.add_argument("--force", action="store_true", help="recompute stages even when complete")

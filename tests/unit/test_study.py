@@ -100,3 +100,14 @@ def test_report_dependencies_reject_no_or_repeated_runs() -> None:
         stages.report_dependencies([])
     with pytest.raises(stages.StageError, match="twice"):
         stages.report_dependencies(["a", "a"])
+
+
+def test_cli_status_shows_the_study_and_study_rejects_bad_seeds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from selfmoa import cli
+
+    assert cli.main(["status", "--config", str(SMOKE), "--seeds", "0", "1", "--set", f"runs_dir={tmp_path}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["smoke-seed0", "00_setup", "pending"]
+    assert lines[-1].split()[:3] == ["smoke-study", "08_report", "pending"]
+    assert cli.main(["study", "--config", str(SMOKE), "--seeds", "1", "1"]) == 2
+    assert "distinct" in capsys.readouterr().err
