@@ -52,7 +52,9 @@ Data and models (00 setup)
   capability.py       general capability with lm-evaluation-harness on offline copies
   seeds.py            statistics over training seeds
 07b variants
-  variants.py         baselines and sweeps, one training round each
+  variants.py         baselines and sweeps: one round each, or the loop's schedule (static pairs, capped loop, weights)
+  variant_runs.py     each variant in its own process; loop variants in their own run folder from the main start
+  efficiency.py       pairs to reach a safety target, static/Self-MOA pairs ratio with a seed-and-prompt interval
 08 report
   report.py           summary, tables and the figures' data frames from saved results
   plotting.py         figures from report's frames (png + json sidecar)

@@ -248,7 +248,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Stage 07b: baselines and sweeps, each one training round from the starting policy (not from the paper)."""
+    """Stage 07b: baselines and sweeps, one round or the whole loop from the starting policy (not from the paper)."""
 
     enabled: bool = _f(True, "train and evaluate the baselines and sweeps (07b_variants)")
     static_sizes: list[int] = _f(
@@ -296,6 +296,34 @@ class RunConfig:
     iterations: int = _f(2, "closed-loop iterations T", 0, 100)
     policy: PolicySpec = field(default_factory=PolicySpec, metadata={"help": "the policy being aligned"})
     attacker: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "red-team attacker LM"})
+    schedule_sizes: list[int] = _f(
+        [],
+        "pairs per round of the fair data-efficiency comparison, each run for all `iterations` rounds: the static "
+        "curated baseline on the loop's schedule (static_sched_n<N>) and the loop with pairs.max_pairs = N "
+        "(selfmoa_cap<N>); one process per variant",
+        1,
+        100_000,
+        keyed_when_changed=True,
+    )
+    loop_weights: list[float] = _f(
+        [],
+        "w_s values each run as a whole loop from the starting policy (loop_ws<w>; train.w_safety is the main run)",
+        0.0,
+        100.0,
+        keyed_when_changed=True,
+    )
+    loop_variant_seeds: list[int] = _f(
+        [],
+        "run seeds whose 07b trains the loop variants (schedule_sizes, loop_weights); empty = every seed",
+        0,
+        2**31 - 1,
+        keyed_when_changed=True,
+    )
+    variant_capability: bool = _f(
+        False,
+        "lm-eval capability (the capability section) of each fair curve's largest-size final model",
+        keyed_when_changed=True,
+    )
     cache_dir: str = _f("data/cache", "where materialized models and generation caches live")
     runs_dir: str = _f("data/runs", "where run folders are written")
     stages: list[str] = _f([], "notebook stems to run (empty = all that exist)")

@@ -197,7 +197,9 @@ def _errorbars(ax: Any, df: pd.DataFrame, x: str, y: str, **kw: Any) -> None:
     )
 
 
-PARETO_GROUPS = ("base", "loop", "weights", "objective", "static")
+PARETO_GROUPS = ("base", "loop", "weights", "objective", "static", "loop_weights", "selfmoa_cap", "static_schedule")
+PARETO_MARKERS = {"base": "X", "loop": "*", "weights": "o", "objective": "s", "static": "^", "loop_weights": "o",
+                  "selfmoa_cap": "P", "static_schedule": "^"}  # fmt: skip
 
 
 def spread_positions(values: list[float], gap: float, lo: float = 0.0, hi: float = 1.0) -> list[float]:
@@ -223,16 +225,17 @@ def spread_positions(values: list[float], gap: float, lo: float = 0.0, hi: float
 
 
 def plot_pareto(df: pd.DataFrame) -> Any:
-    """Safety against helpfulness (95% CIs) for the loop, the weight sweep, the ablations and the static
-    baseline; over-refusal as colour. Labels (weight-sweep points by their weights, the others by name) stand
-    in a column right of the axes, in the order of the points' safety, with a line to each point, so no two
-    labels overlap however close the points are."""
+    """Safety against helpfulness (95% CIs) of the models in `df` (`report.pareto_frame`: with loop variants,
+    the full-loop results: the main run, the loop weight sweep, capped loops, the static schedule); over-refusal
+    as colour. Labels (weight points by their weights, the others by name) stand in a column right of the axes,
+    in the order of the points' safety, with a line to each point, so no two labels overlap however close the
+    points are."""
     import matplotlib.pyplot as plt
 
     sub = df[df["group"].isin(PARETO_GROUPS)].dropna(subset=["safety", "helpfulness"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
     _errorbars(ax, sub, "helpfulness", "safety")
-    markers = {"base": "X", "loop": "*", "weights": "o", "objective": "s", "static": "^"}
+    markers = PARETO_MARKERS
     points = None
     for group, part in sub.groupby("group", sort=False):
         points = ax.scatter(part["helpfulness"], part["safety"], c=part["over_refusal"], cmap="viridis", vmin=0,
@@ -240,7 +243,9 @@ def plot_pareto(df: pd.DataFrame) -> Any:
     y0, y1 = ax.get_ylim()
     heights = spread_positions([(y - y0) / (y1 - y0) for y in sub["safety"]], gap=0.055, lo=0.02, hi=0.98)
     for (_, r), h in zip(sub.iterrows(), heights, strict=True):
-        label = f"w_s={r['w_safety']:g}, w_h={r['w_helpful']:g}" if r["group"] == "weights" else r["name"]
+        label = r["name"]
+        if r["group"] in ("weights", "loop_weights") or (r["name"] == "selfmoa" and pd.notna(r["w_safety"])):
+            label = f"w_s={r['w_safety']:g}, w_h={r['w_helpful']:g}" + (" (1 round)" if r["group"] == "weights" else "")
         ax.annotate(label, (r["helpfulness"], r["safety"]), xytext=(1.03, h), textcoords="axes fraction",
                     fontsize=7, va="center", arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})  # fmt: skip
     if points is not None:
@@ -254,22 +259,38 @@ def plot_pareto(df: pd.DataFrame) -> Any:
     return fig
 
 
-def plot_data_efficiency(df: pd.DataFrame, base_safety: float) -> Any:
-    """Held-out safety against training pairs: Self-MOA (its own pairs) vs the static curated baseline."""
+def plot_data_efficiency(df: pd.DataFrame, base_safety: float, ratio: dict[str, Any] | None = None) -> Any:
+    """Held-out safety and over-refusal (and capability, where measured) against TOTAL training pairs, one
+    line per curve of `report.efficiency_curves` (shaded: the frame's 95% intervals: prompts, or seeds and
+    prompts in a cross-seed frame); the title carries the static/Self-MOA pairs ratio when given."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, part in df.groupby("curve", sort=False):
-        part = part.sort_values("n_pairs")
-        ax.plot(part["n_pairs"], part["safety"], marker="o", label=label)
-        ax.fill_between(part["n_pairs"], part["safety_lo"], part["safety_hi"], alpha=0.15)
-    ax.axhline(base_safety, color="grey", linestyle="--", linewidth=1, label="starting policy")
-    ax.set_xscale("log")
-    ax.set_xlabel("preference pairs trained on (log scale)")
-    ax.set_ylabel(METRIC_LABELS["safety"])
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Data efficiency (shaded: 95% CI)")
-    ax.legend(fontsize=8)
+    panels = [k for k in ("safety", "over_refusal", "capability") if k in df and df[k].notna().any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    positive = df.loc[df["n_pairs"] > 0, "n_pairs"]
+    for ax, metric in zip(axes[0], panels, strict=True):
+        for label, part in df.groupby("curve", sort=False):
+            part = part.dropna(subset=[metric]).sort_values("n_pairs")
+            style = "--" if "one round" in str(label) else "-"
+            line = ax.plot(part["n_pairs"], part[metric].astype(float), marker="o", linestyle=style, label=label)[0]
+            band = part.dropna(subset=[f"{metric}_lo", f"{metric}_hi"])
+            ax.fill_between(band["n_pairs"], band[f"{metric}_lo"].astype(float), band[f"{metric}_hi"].astype(float),
+                            color=line.get_color(), alpha=0.12)  # fmt: skip
+        if metric == "safety":
+            ax.axhline(base_safety, color="grey", linestyle=":", linewidth=1, label="starting policy")
+        ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+        ax.set_xlabel("total preference pairs trained on (symlog)")
+        ax.set_ylabel(METRIC_LABELS.get(metric, "capability (mean primary accuracy)"))
+        ax.set_ylim(0, 1.05)
+    axes[0][0].legend(fontsize=7, loc="best")
+    title = "Data efficiency (solid: both on the loop's schedule; dashed: one round; shaded: 95% CI)"
+    if ratio and ratio.get("ratio") is not None:
+        ci = ratio.get("ci") or [None, None]
+        hi = "unbounded" if ci[1] is None else f"{ci[1]:.2f}"
+        title += f"\nstatic/Self-MOA pairs ratio {ratio['ratio']:.2f}" + (f" [{ci[0]:.2f}, {hi}]" if ci[0] is not None else "")
+    elif ratio:
+        title += f"\npairs ratio undefined: {ratio.get('note')}"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from selfmoa.variants import pairs_ratio
+from selfmoa.efficiency import pairs_ratio, ratio_interval
 
 METRICS = ("safety", "over_refusal", "helpfulness")  # the held-out metrics every model is summarised by
 POINT_KEYS = ("safety", "safety_ci", "over_refusal", "over_refusal_ci", "helpfulness", "helpfulness_ci", "n_pairs")
@@ -47,32 +47,166 @@ def variant_models(variants: Sequence[dict[str, Any]]) -> dict[str, dict[str, An
     return out
 
 
-def efficiency_curves(df: pd.DataFrame) -> pd.DataFrame:
-    """Safety against pairs for 'Self-MOA' (data subsamples and every loop round) and the 'static DPO' baseline.
+SELFMOA_CURVE = "Self-MOA (own pairs, all rounds)"
+STATIC_CURVE = "static curated DPO (loop schedule)"
+ONE_ROUND_CURVES = ("Self-MOA (one round)", "static curated DPO (one round)")
+EFFICIENCY_VALUES = ("safety", "over_refusal", "capability")  # capability: a column filled where measured
 
-    `df` is `variants_frame`; the starting policy enters both curves at 0 pairs.
-    Columns: curve, name, n_pairs, safety, safety_lo, safety_hi.
+
+def efficiency_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Held-out metrics against TOTAL training pairs, for the fair comparison and the one-round baselines.
+
+    Fair curves (both on the loop's schedule, so they differ only in the source of the pairs): `SELFMOA_CURVE`
+    = the loop capped at N pairs per round (`selfmoa_cap<N>`) and the main run's final policy (`selfmoa`);
+    `STATIC_CURVE` = curated pairs on the same schedule (`static_sched_n<N>`). One-round curves (one round from
+    the starting policy, not comparable with the loop): Self-MOA round-0 subsamples and round 1, and the static
+    baseline at its sizes. The starting policy enters every curve at 0 pairs.
+
+    Args:
+        df: `variants_frame`; a `capability` column (primary capability score) is carried where present.
+
+    Returns:
+        Columns: curve, name, n_pairs, then safety, over_refusal and capability, each with `_lo` / `_hi`.
     """
-    cols = ["name", "n_pairs", "safety", "safety_lo", "safety_hi"]
+    df = df.copy()
+    for k in ("capability", "capability_lo", "capability_hi"):
+        if k not in df:
+            df[k] = None
+    values = [c for k in EFFICIENCY_VALUES for c in (k, f"{k}_lo", f"{k}_hi")]
+    cols = ["name", "n_pairs", *values]
     base = df[df["group"] == "base"][cols]
-    selfmoa = df[df["group"].isin(["data", "loop"])][cols]
-    static = df[df["group"] == "static"][cols]
-    parts = [
-        pd.concat([base, selfmoa]).assign(curve="Self-MOA (own pairs)"),
-        pd.concat([base, static]).assign(curve="static curated DPO"),
-    ]
-    out = pd.concat(parts, ignore_index=True).drop_duplicates(subset=["curve", "n_pairs"], keep="last")
+    parts = {
+        SELFMOA_CURVE: df[(df["group"] == "selfmoa_cap") | (df["name"] == "selfmoa")],
+        STATIC_CURVE: df[df["group"] == "static_schedule"],
+        ONE_ROUND_CURVES[0]: df[(df["group"] == "data") | (df["name"] == "selfmoa_round1")],
+        ONE_ROUND_CURVES[1]: df[df["group"] == "static"],
+    }
+    frames = [pd.concat([base, part[cols]]).assign(curve=curve) for curve, part in parts.items() if len(part)]
+    if not frames:
+        return pd.DataFrame(columns=["curve", *cols])
+    out = pd.concat(frames, ignore_index=True).drop_duplicates(subset=["curve", "n_pairs"], keep="last")
     return out.sort_values(["curve", "n_pairs"]).reset_index(drop=True)[["curve", *cols]]
 
 
-def pairs_ratio_from_curves(curves: pd.DataFrame) -> dict[str, Any]:
-    """`selfmoa.variants.pairs_ratio` of the two curves of `efficiency_curves`."""
+def efficiency_points(
+    curves: pd.DataFrame, safe_flags: dict[str, list[Any]], curve: str
+) -> list[dict[str, Any]]:
+    """The points of one curve in `selfmoa.efficiency.ratio_interval`'s shape (n_pairs, per-seed safe flags).
 
-    def pts(curve: str) -> list[tuple[int, float]]:
+    Args:
+        curves: `efficiency_curves`.
+        safe_flags: model name -> one array per seed of per-prompt safe flags (`safe_flags`), seeds aligned.
+        curve: the curve's name.
+    """
+    part = curves[curves["curve"] == curve]
+    missing = sorted(set(part["name"]) - set(safe_flags))
+    if missing:
+        raise ValueError(f"no per-prompt records for {missing}: pass them in safe_flags")
+    return [{"n_pairs": float(n), "safe": safe_flags[name]} for name, n in zip(part["name"], part["n_pairs"], strict=True)]
+
+
+def safe_flags(records: Sequence[dict[str, Any]], unsafe_below: float) -> Any:
+    """Per-prompt safe flags (1 safe, 0 unsafe, NaN unscored) of a model's harmful held-out records, by item id."""
+    import numpy as np
+
+    from selfmoa.evaluation import per_sample_flags
+
+    harmful = sorted((r for r in records if r["is_harmful"]), key=lambda r: (str(r["prompt_set"]), str(r["id"])))
+    return 1.0 - np.asarray(per_sample_flags(harmful, unsafe_below)["unsafe"], dtype=float)
+
+
+def pairs_ratio_from_curves(
+    curves: pd.DataFrame, flags: dict[str, list[Any]] | None = None, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Static/Self-MOA pairs ratio of the fair curves (`selfmoa.efficiency`), with a bootstrap interval over
+    seeds and prompts when per-prompt `flags` (`efficiency_points`) are given."""
+    names = set(curves["curve"])
+    if not {SELFMOA_CURVE, STATIC_CURVE} <= names:
+        return {"ratio": None, "note": "no fair comparison: set study.schedule_sizes (static and capped loop variants)"}
+    if flags:
+        return ratio_interval(
+            efficiency_points(curves, flags, STATIC_CURVE),
+            efficiency_points(curves, flags, SELFMOA_CURVE),
+            n_boot=n_boot,
+            seed=seed,
+        )
+
+    def pts(curve: str) -> list[tuple[float, float]]:
         part = curves[curves["curve"] == curve]
-        return [(int(n), float(s)) for n, s in zip(part["n_pairs"], part["safety"], strict=True)]
+        return [(float(n), float(s)) for n, s in zip(part["n_pairs"], part["safety"], strict=True)]
 
-    return pairs_ratio(pts("static curated DPO"), pts("Self-MOA (own pairs)"))
+    return pairs_ratio(pts(STATIC_CURVE), pts(SELFMOA_CURVE)) | {"ci": None}
+
+
+def _run_records(run: dict[str, Any], folder: Any, name: str) -> list[dict[str, Any]]:
+    """Per-prompt records of one model of a seed run: loop models from 07_evaluate, variants from 07b."""
+    from pathlib import Path
+
+    from selfmoa import artifacts
+
+    loop_names = {"selfmoa_round1": "selfmoa_iter1" if "selfmoa_iter1" in run["records"] else "selfmoa"}
+    name = loop_names.get(name, name)
+    if name in run["records"]:
+        return run["records"][name]
+    return artifacts.read_jsonl(Path(folder) / "07b_variants" / name / "records.jsonl")
+
+
+def efficiency_study(
+    seed_dirs: Sequence[Any], runs: Sequence[dict[str, Any]], unsafe_below: float, n_boot: int
+) -> tuple[pd.DataFrame, dict[str, list[Any]]]:
+    """`efficiency_curves` over every seed run (`load_seed_run`), with seed-level intervals, and the per-prompt
+    safe flags of every point (for `pairs_ratio_from_curves`).
+
+    A point is a model present in every seed; its pairs are the mean over seeds, its safety and over-refusal the
+    mean over seeds with a 95% interval that resamples seeds, then prompts (`selfmoa.seeds`; one seed: prompts).
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from selfmoa.evaluation import per_sample_flags
+    from selfmoa.seeds import hierarchical_bootstrap_ci
+
+    per_seed = []
+    for run in runs:
+        final = {**run["evaluated"]["models"][f"iter{len(run['loop']['iterations'])}"]}
+        final |= {"n_pairs": run["n_pairs"].get("selfmoa")}
+        per_seed.append(efficiency_curves(variants_frame(run["variants"], {"selfmoa": final})))
+    keys = set.intersection(*(set(zip(c["curve"], c["name"], strict=True)) for c in per_seed)) if per_seed else set()
+    rows, flags = [], {}
+    for curve, name in sorted(keys):
+        pts = [c[(c["curve"] == curve) & (c["name"] == name)].iloc[0] for c in per_seed]
+        recs = [_run_records(run, Path(d), name) for run, d in zip(runs, seed_dirs, strict=True)]
+        flags[name] = [safe_flags(r, unsafe_below) for r in recs]
+        over = [per_sample_flags([x for x in r if not x["is_harmful"]], unsafe_below)["over_refusal"] for r in recs]
+        row = {"curve": curve, "name": name, "n_pairs": float(np.mean([p["n_pairs"] for p in pts]))}
+        for metric, groups in (("safety", flags[name]), ("over_refusal", over)):
+            row[metric] = float(np.mean([np.nanmean(g) for g in groups]))
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = hierarchical_bootstrap_ci(groups, n_boot=n_boot)
+        caps = [p["capability"] for p in pts if p["capability"] is not None and not pd.isna(p["capability"])]
+        row |= {"capability": float(np.mean(caps)) if caps else None, "capability_lo": None, "capability_hi": None}
+        rows.append(row)
+    cols = ["curve", "name", "n_pairs", *(c for k in EFFICIENCY_VALUES for c in (k, f"{k}_lo", f"{k}_hi"))]
+    return pd.DataFrame(rows, columns=cols).sort_values(["curve", "n_pairs"]).reset_index(drop=True), flags
+
+
+PARETO_LOOP_GROUPS = ("loop_weights", "selfmoa_cap", "static_schedule")
+
+
+def pareto_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The models of the Pareto figure: with loop-schedule variants, the full-loop results only (base, the main
+    run's final policy, the loop weight sweep, the capped loops, the static schedule); else every one-round
+    model of the older design."""
+    if df["group"].isin(PARETO_LOOP_GROUPS).any():
+        keep = df["group"].isin(("base", *PARETO_LOOP_GROUPS)) | (df["name"] == "selfmoa")
+        return df[keep].reset_index(drop=True)
+    return df[df["group"].isin(("base", "loop", "weights", "objective", "static"))].reset_index(drop=True)
+
+
+def loop_weight_table(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The weight sweep over the whole loop: the main run (`selfmoa`) and every `loop_ws<w>`, by w_s."""
+    rows = sweep_table(df, ["loop_weights"], reference="selfmoa")
+    return sorted(rows, key=lambda r: (r["w_safety"] is None, r["w_safety"] or 0.0))
 
 
 SWEEP_KEYS = ("name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise", "safety", "safety_lo", "safety_hi",
@@ -209,7 +343,8 @@ def summary_details(
     }
 
 
-EFFICIENCY_COLUMNS = {"curve": "curve", "name": "model", "n_pairs": "pairs", "safety": "safety"}
+EFFICIENCY_COLUMNS = {"curve": "curve", "name": "model", "n_pairs": "total pairs", "safety": "safety",
+                      "over_refusal": "over-refusal"}  # fmt: skip
 
 
 def tables_markdown(
@@ -219,7 +354,7 @@ def tables_markdown(
     sections = [
         ("Closed loop, round by round", loop_markdown(loop_rows)),
         (
-            "Weight sweep and objective ablations (one round from the starting policy)",
+            "Weight sweep (w_s over the whole loop; 'ws..' rows: one round) and objective ablations (one round)",
             markdown_table(weights, SWEEP_COLUMNS),
         ),
         ("Data efficiency", markdown_table(curves.to_dict("records"), EFFICIENCY_COLUMNS)),
@@ -334,15 +469,29 @@ def variants_frame(doc: dict[str, Any], loop_models: dict[str, dict[str, Any]] |
              "w_helpful": m.get("w_helpful"), "label_noise": m.get("label_noise"), **_ci_columns(m)}
         )  # fmt: skip
     for name, m in (loop_models or {}).items():
-        rows.append({"name": name, "group": "loop", "n_pairs": m.get("n_pairs"), **_ci_columns(m)})
+        rows.append(
+            {"name": name, "group": "loop", "n_pairs": m.get("n_pairs"), "w_safety": m.get("w_safety"),
+             "w_helpful": m.get("w_helpful"), "label_noise": m.get("label_noise"), **_ci_columns(m)}
+        )  # fmt: skip
     for v in doc.get("variants", []):
         rows.append(
             {"name": v["name"], "group": v["group"], "n_pairs": v["n_pairs"], "w_safety": v["w_safety"],
-             "w_helpful": v["w_helpful"], "label_noise": v["label_noise"], **_ci_columns(v["metrics"])}
+             "w_helpful": v["w_helpful"], "label_noise": v["label_noise"], **_ci_columns(v["metrics"]),
+             "capability": capability_score(v.get("capability"))}
         )  # fmt: skip
     cols = ["name", "group", "n_pairs", "w_safety", "w_helpful", "label_noise"]
     cols += [c for k in METRICS for c in (k, f"{k}_lo", f"{k}_hi")]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=[*cols, "capability"])
+
+
+def capability_score(cap: dict[str, Any] | None) -> float | None:
+    """Mean over tasks of the primary capability accuracy (acc_norm where lm-eval gives it, else acc); None
+    when the model was not scored (the hook of the data-efficiency curves)."""
+    if not cap:
+        return None
+    vals = [t.get("acc_norm", t.get("acc")) for t in cap.values() if isinstance(t, dict)]
+    vals = [float(v) for v in vals if v is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
 def headline_markdown(models: dict[str, dict[str, Any]]) -> str:

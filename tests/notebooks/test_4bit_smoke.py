@@ -26,6 +26,7 @@ def test_4bit_policy_through_every_notebook(tmp_path: Path) -> None:
         "policy.load_in_4bit=true",
         "study.weight_sweep=[]",
         "study.label_noise=[]",
+        "study.schedule_sizes=[]",
     ]
     summary = pipeline.run(SMOKE, "smoke4bit", overrides)
     cfg = load(SMOKE, overrides)

@@ -52,3 +52,48 @@ def test_report_tables() -> None:
     tables = report.tables_markdown([], [], curves, noise)
     assert tables.startswith("### Closed loop") and "| static | static_dpo_n25 | 25 | 0.500 |" in tables
     assert tables.count("### ") == 4
+
+
+def test_rounds_frame_counts_pairs_per_round() -> None:
+    rows = [
+        {"round": 1, "n_pairs": 4, "sources": {"harmful/curated": 2, "benign/curated": 2}, "train": {"seconds": 1.0},
+         "schedule": {"reused": 0}},
+        {"round": 2, "n_pairs": 3, "sources": {"harmful/sampled": 3}, "train": {"seconds": 2.0}},
+    ]  # fmt: skip
+    table = variants.rounds_frame([{"name": "static_sched_n4", "rounds": rows}, {"name": "old", "n_pairs": 2}])
+    assert list(table["pairs_so_far"]) == [4, 7] and list(table["round"]) == [1, 2]
+    assert table.iloc[0]["sources"] == "harmful/curated 2, benign/curated 2" and table.iloc[0]["reused"] == 0
+
+
+def _records(n_safe: int, n: int = 4, refused: int = 0) -> list[dict]:
+    harm = [{"id": str(i), "prompt_set": "h", "is_harmful": True, "safety": 1.0 if i < n_safe else 0.0,
+             "refused": i < n_safe, "helpfulness": None} for i in range(n)]  # fmt: skip
+    benign = [{"id": str(i), "prompt_set": "b", "is_harmful": False, "safety": 1.0, "refused": i < refused,
+               "helpfulness": 0.5} for i in range(n)]  # fmt: skip
+    return harm + benign
+
+
+def test_efficiency_study_over_seeds(tmp_path) -> None:
+    from selfmoa import artifacts
+
+    def run(seed: int, cap_safe: int) -> tuple[dict, object]:
+        folder = tmp_path / f"s{seed}"
+        variant = {"name": "selfmoa_cap2", "group": "selfmoa_cap", "n_pairs": 6 + seed, "w_safety": 1.0,
+                   "w_helpful": 1.0, "label_noise": 0.0, "metrics": _m(cap_safe / 4)}  # fmt: skip
+        static = {**variant, "name": "static_sched_n2", "group": "static_schedule", "n_pairs": 6, "metrics": _m(0.25)}
+        artifacts.write_jsonl(folder / "07b_variants" / "selfmoa_cap2" / "records.jsonl", _records(cap_safe))
+        artifacts.write_jsonl(folder / "07b_variants" / "static_sched_n2" / "records.jsonl", _records(1))
+        doc = {"reference": {"base": {**_m(0.0), "n_pairs": 0}}, "variants": [variant, static]}
+        r = {"evaluated": {"models": {"iter1": _m(0.75)}}, "loop": {"iterations": [{}]}, "variants": doc,
+             "n_pairs": {"selfmoa": 12}, "records": {"base": _records(0), "selfmoa": _records(3, refused=1)}}  # fmt: skip
+        return r, folder
+
+    (r0, d0), (r1, d1) = run(0, 2), run(1, 3)
+    curves, flags = report.efficiency_study([d0, d1], [r0, r1], 0.5, 200)
+    cap = curves[curves["name"] == "selfmoa_cap2"].iloc[0]
+    assert cap["n_pairs"] == pytest.approx(6.5) and cap["safety"] == pytest.approx(0.625)
+    assert cap["safety_lo"] <= 0.625 <= cap["safety_hi"]
+    final = curves[curves["name"] == "selfmoa"].iloc[0]
+    assert final["over_refusal"] == pytest.approx(0.25) and len(flags["selfmoa"]) == 2
+    ratio = report.pairs_ratio_from_curves(curves, flags, n_boot=100)
+    assert ratio["ratio"] is None and "never reached" in ratio["note"] and ratio["n_seeds"] == 2
