@@ -287,7 +287,9 @@ def plot_data_efficiency(df: pd.DataFrame, base_safety: float, ratio: dict[str, 
     if ratio and ratio.get("ratio") is not None:
         ci = ratio.get("ci") or [None, None]
         hi = "unbounded" if ci[1] is None else f"{ci[1]:.2f}"
-        title += f"\nstatic/Self-MOA pairs ratio {ratio['ratio']:.2f}" + (f" [{ci[0]:.2f}, {hi}]" if ci[0] is not None else "")
+        title += f"\nstatic/Self-MOA pairs ratio {ratio['ratio']:.2f}" + (
+            f" [{ci[0]:.2f}, {hi}]" if ci[0] is not None else ""
+        )
     elif ratio:
         title += f"\npairs ratio undefined: {ratio.get('note')}"
     fig.suptitle(title, fontsize=9)

@@ -88,9 +88,7 @@ def efficiency_curves(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["curve", "n_pairs"]).reset_index(drop=True)[["curve", *cols]]
 
 
-def efficiency_points(
-    curves: pd.DataFrame, safe_flags: dict[str, list[Any]], curve: str
-) -> list[dict[str, Any]]:
+def efficiency_points(curves: pd.DataFrame, safe_flags: dict[str, list[Any]], curve: str) -> list[dict[str, Any]]:
     """The points of one curve in `selfmoa.efficiency.ratio_interval`'s shape (n_pairs, per-seed safe flags).
 
     Args:
@@ -102,7 +100,9 @@ def efficiency_points(
     missing = sorted(set(part["name"]) - set(safe_flags))
     if missing:
         raise ValueError(f"no per-prompt records for {missing}: pass them in safe_flags")
-    return [{"n_pairs": float(n), "safe": safe_flags[name]} for name, n in zip(part["name"], part["n_pairs"], strict=True)]
+    return [
+        {"n_pairs": float(n), "safe": safe_flags[name]} for name, n in zip(part["name"], part["n_pairs"], strict=True)
+    ]
 
 
 def safe_flags(records: Sequence[dict[str, Any]], unsafe_below: float) -> Any:
@@ -157,8 +157,10 @@ def efficiency_study(
     """`efficiency_curves` over every seed run (`load_seed_run`), with seed-level intervals, and the per-prompt
     safe flags of every point (for `pairs_ratio_from_curves`).
 
-    A point is a model present in every seed; its pairs are the mean over seeds, its safety and over-refusal the
-    mean over seeds with a 95% interval that resamples seeds, then prompts (`selfmoa.seeds`; one seed: prompts).
+    The seeds used are those whose 07b trained every variant any seed trained (a study runs the loop variants for
+    `study.loop_variant_seeds` only); a point's pairs are the mean over them, its safety and over-refusal the mean
+    with a 95% interval that resamples seeds, then prompts (`selfmoa.seeds`; one seed: prompts). Column `seeds`
+    names them.
     """
     from pathlib import Path
 
@@ -172,21 +174,27 @@ def efficiency_study(
         final = {**run["evaluated"]["models"][f"iter{len(run['loop']['iterations'])}"]}
         final |= {"n_pairs": run["n_pairs"].get("selfmoa")}
         per_seed.append(efficiency_curves(variants_frame(run["variants"], {"selfmoa": final})))
-    keys = set.intersection(*(set(zip(c["curve"], c["name"], strict=True)) for c in per_seed)) if per_seed else set()
+    # seeds without the loop variants (study.loop_variant_seeds) are left out, so every point has the same seeds
+    point_sets = [set(zip(c["curve"], c["name"], strict=True)) for c in per_seed]
+    union = set().union(*point_sets)
+    use = [i for i, pts in enumerate(point_sets) if pts == union] or list(range(len(runs)))
+    runs, seed_dirs, per_seed = [runs[i] for i in use], [seed_dirs[i] for i in use], [per_seed[i] for i in use]
+    keys = set.intersection(*(point_sets[i] for i in use)) if use else set()
     rows, flags = [], {}
     for curve, name in sorted(keys):
         pts = [c[(c["curve"] == curve) & (c["name"] == name)].iloc[0] for c in per_seed]
         recs = [_run_records(run, Path(d), name) for run, d in zip(runs, seed_dirs, strict=True)]
         flags[name] = [safe_flags(r, unsafe_below) for r in recs]
         over = [per_sample_flags([x for x in r if not x["is_harmful"]], unsafe_below)["over_refusal"] for r in recs]
-        row = {"curve": curve, "name": name, "n_pairs": float(np.mean([p["n_pairs"] for p in pts]))}
+        row = {"curve": curve, "name": name, "n_pairs": float(np.mean([p["n_pairs"] for p in pts])),
+               "seeds": ",".join(str(r.get("seed")) for r in runs)}  # fmt: skip
         for metric, groups in (("safety", flags[name]), ("over_refusal", over)):
             row[metric] = float(np.mean([np.nanmean(g) for g in groups]))
             row[f"{metric}_lo"], row[f"{metric}_hi"] = hierarchical_bootstrap_ci(groups, n_boot=n_boot)
         caps = [p["capability"] for p in pts if p["capability"] is not None and not pd.isna(p["capability"])]
         row |= {"capability": float(np.mean(caps)) if caps else None, "capability_lo": None, "capability_hi": None}
         rows.append(row)
-    cols = ["curve", "name", "n_pairs", *(c for k in EFFICIENCY_VALUES for c in (k, f"{k}_lo", f"{k}_hi"))]
+    cols = ["curve", "name", "n_pairs", *(c for k in EFFICIENCY_VALUES for c in (k, f"{k}_lo", f"{k}_hi")), "seeds"]
     return pd.DataFrame(rows, columns=cols).sort_values(["curve", "n_pairs"]).reset_index(drop=True), flags
 
 

@@ -97,3 +97,7 @@ def test_efficiency_study_over_seeds(tmp_path) -> None:
     assert final["over_refusal"] == pytest.approx(0.25) and len(flags["selfmoa"]) == 2
     ratio = report.pairs_ratio_from_curves(curves, flags, n_boot=100)
     assert ratio["ratio"] is None and "never reached" in ratio["note"] and ratio["n_seeds"] == 2
+    # a third seed without the loop variants (not in study.loop_variant_seeds) is left out, not the variants
+    r2 = {**r0, "seed": 2, "variants": {"reference": r0["variants"]["reference"], "variants": []}}
+    curves3, flags3 = report.efficiency_study([d0, d1, d0], [{**r0, "seed": 0}, {**r1, "seed": 1}, r2], 0.5, 50)
+    assert set(curves3["name"]) == set(curves["name"]) and set(curves3["seeds"]) == {"0,1"}
