@@ -305,6 +305,14 @@ class RunConfig:
         100_000,
         keyed_when_changed=True,
     )
+    static_schedule_sizes: list[int] = _f(
+        [],
+        "extra pairs-per-round sizes of the static curated baseline on the loop's schedule alone (training only, "
+        "cheap; no capped loop at these sizes)",
+        1,
+        100_000,
+        keyed_when_changed=True,
+    )
     loop_weights: list[float] = _f(
         [],
         "w_s values each run as a whole loop from the starting policy (loop_ws<w>; train.w_safety is the main run)",

@@ -130,16 +130,17 @@ def runs_loop_variants(cfg: C.RunConfig) -> bool:
 def schedule_plan(cfg: C.RunConfig) -> list[Variant]:
     """Variants trained on the loop's schedule: the fair data-efficiency pair and the loop weight sweep.
 
-    For every size N: `static_sched_n<N>` and `selfmoa_cap<N>` (left out when N >= pairs.max_pairs: that is the
-    main run). For every w in `loop_weights` other than train.w_safety: `loop_ws<w>`.
+    For every size N of `schedule_sizes`: `static_sched_n<N>` and `selfmoa_cap<N>` (left out when N >=
+    pairs.max_pairs: that is the main run); for `static_schedule_sizes`: `static_sched_n<N>` alone. For every w in
+    `loop_weights` other than train.w_safety: `loop_ws<w>`.
     """
     st = cfg.study
     if not runs_loop_variants(cfg):
         return []
     out = []
-    for n in sorted(set(st.schedule_sizes)):
+    for n in sorted(set(st.schedule_sizes) | set(st.static_schedule_sizes)):
         out.append(Variant(f"static_sched_n{n}", "static_schedule", "curated_schedule", n_pairs=n))
-        if n < cfg.pairs.max_pairs:
+        if n in st.schedule_sizes and n < cfg.pairs.max_pairs:
             out.append(Variant(f"selfmoa_cap{n}", "selfmoa_cap", "loop", {"pairs.max_pairs": n}))
     out += [
         Variant(f"loop_ws{_num(w)}", "loop_weights", "loop", {"train.w_safety": w})
@@ -208,10 +209,12 @@ def variant_key(cfg: C.RunConfig, stage: str, upstream: dict[str, str], variant:
 
 def capability_wanted(cfg: C.RunConfig, variant: Variant) -> bool:
     """Capability of a variant's final model: only each fair curve's largest size, behind two switches."""
-    sizes = cfg.study.schedule_sizes
-    if not (cfg.study.variant_capability and cfg.capability.enabled and sizes):
+    st = cfg.study
+    static = st.schedule_sizes + st.static_schedule_sizes
+    if not (st.variant_capability and cfg.capability.enabled and static):
         return False
-    return variant.name in (f"static_sched_n{max(sizes)}", f"selfmoa_cap{max(sizes)}")
+    largest = [f"static_sched_n{max(static)}"] + ([f"selfmoa_cap{max(st.schedule_sizes)}"] if st.schedule_sizes else [])
+    return variant.name in largest
 
 
 def variant_config(cfg: C.RunConfig, variant: Variant) -> C.RunConfig:

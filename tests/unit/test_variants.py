@@ -175,7 +175,9 @@ def test_pareto_labels_do_not_overlap() -> None:
 
 
 def test_schedule_plan_sizes_weights_and_seeds() -> None:
-    cfg = _cfg(schedule_sizes=[16, 40, 600], loop_weights=[0.0, 1.0, 2.0], loop_variant_seeds=[0, 1])
+    cfg = _cfg(
+        schedule_sizes=[16, 40, 600], static_schedule_sizes=[], loop_weights=[0.0, 1.0, 2.0], loop_variant_seeds=[0, 1]
+    )
     names = [v.name for v in variants.schedule_plan(cfg)]
     assert names == ["static_sched_n16", "selfmoa_cap16", "static_sched_n40", "selfmoa_cap40", "static_sched_n600",
                      "loop_ws0", "loop_ws2"]  # fmt: skip
@@ -187,6 +189,8 @@ def test_schedule_plan_sizes_weights_and_seeds() -> None:
     assert variants.schedule_plan(C.with_overrides(cfg, {"seed": 2})) == []  # seed not in loop_variant_seeds
     assert variants.schedule_plan(C.with_overrides(cfg, {"iterations": 0})) == []
     assert variants.schedule_plan(_cfg(schedule_sizes=[8])) != []  # empty seed list = every seed
+    static_only = [v.name for v in variants.schedule_plan(_cfg(schedule_sizes=[40], static_schedule_sizes=[16, 66]))]
+    assert static_only == ["static_sched_n16", "static_sched_n40", "selfmoa_cap40", "static_sched_n66"]
     with pytest.raises(ValueError, match="loop's schedule"):
         variants.variant_pairs(by_name["static_sched_n16"], cfg, curated=[])
 
@@ -237,7 +241,7 @@ def test_variant_key_tracks_the_variant_not_the_study_list() -> None:
 
 
 def test_capability_only_for_each_curves_largest_size_behind_two_switches() -> None:
-    cfg = _cfg(schedule_sizes=[16, 40])
+    cfg = _cfg(schedule_sizes=[16, 40], static_schedule_sizes=[8])
     plan = {v.name: v for v in variants.plan(cfg)}
     assert not variants.capability_wanted(cfg, plan["static_sched_n40"])  # variant_capability off by default
     on = C.with_overrides(cfg, {"study.variant_capability": True})
