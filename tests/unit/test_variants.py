@@ -189,7 +189,10 @@ def test_schedule_plan_sizes_weights_and_seeds() -> None:
     assert variants.schedule_plan(C.with_overrides(cfg, {"seed": 2})) == []  # seed not in loop_variant_seeds
     assert variants.schedule_plan(C.with_overrides(cfg, {"iterations": 0})) == []
     assert variants.schedule_plan(_cfg(schedule_sizes=[8])) != []  # empty seed list = every seed
-    static_only = [v.name for v in variants.schedule_plan(_cfg(schedule_sizes=[40], static_schedule_sizes=[16, 66]))]
+    static_only = [
+        v.name
+        for v in variants.schedule_plan(_cfg(schedule_sizes=[40], static_schedule_sizes=[16, 66], loop_weights=[]))
+    ]
     assert static_only == ["static_sched_n16", "static_sched_n40", "selfmoa_cap40", "static_sched_n66"]
     with pytest.raises(ValueError, match="loop's schedule"):
         variants.variant_pairs(by_name["static_sched_n16"], cfg, curated=[])
