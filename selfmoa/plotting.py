@@ -244,8 +244,10 @@ def plot_pareto(df: pd.DataFrame) -> Any:
     heights = spread_positions([(y - y0) / (y1 - y0) for y in sub["safety"]], gap=0.055, lo=0.02, hi=0.98)
     for (_, r), h in zip(sub.iterrows(), heights, strict=True):
         label = r["name"]
-        if r["group"] in ("weights", "loop_weights") or (r["name"] == "selfmoa" and pd.notna(r["w_safety"])):
-            label = f"w_s={r['w_safety']:g}, w_h={r['w_helpful']:g}" + (" (1 round)" if r["group"] == "weights" else "")
+        if r["group"] == "weights":
+            label = f"w_s={r['w_safety']:g}, w_h={r['w_helpful']:g} (1 round)"
+        elif r["group"] == "loop_weights" or (r["name"] == "selfmoa" and pd.notna(r["w_safety"])):
+            label = f"{r['name']}: w_s={r['w_safety']:g}, w_h={r['w_helpful']:g} (whole loop)"
         ax.annotate(label, (r["helpfulness"], r["safety"]), xytext=(1.03, h), textcoords="axes fraction",
                     fontsize=7, va="center", arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})  # fmt: skip
     if points is not None:

@@ -414,3 +414,25 @@ def test_fair_curves_pareto_and_loop_weights() -> None:
     table = report.loop_weight_table(frame)
     assert [r["name"] for r in table] == ["loop_ws0", "selfmoa", "loop_ws2"]
     assert [r["w_safety"] for r in table] == [0.0, 1.0, 2.0]
+
+
+def test_full_loop_figures_draw() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    doc = _doc()
+    doc["variants"] += [
+        {"name": "static_sched_n4", "group": "static_schedule", "n_pairs": 12, "w_safety": 1.0, "w_helpful": 1.0,
+         "label_noise": 0.0, "metrics": _m(0.3)},
+        {"name": "loop_ws0", "group": "loop_weights", "n_pairs": 70, "w_safety": 0.0, "w_helpful": 1.0,
+         "label_noise": 0.0, "metrics": _m(0.65)},
+    ]  # fmt: skip
+    frame = variants_frame(doc, {"selfmoa": {**_m(0.7), "n_pairs": 70, "w_safety": 1.0, "w_helpful": 1.0}})
+    fig = plotting.plot_pareto(report.pareto_frame(frame))
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert sorted(labels) == sorted(["base", "static_sched_n4", "loop_ws0: w_s=0, w_h=1 (whole loop)",
+                                     "selfmoa: w_s=1, w_h=1 (whole loop)"])  # fmt: skip
+    curves = report.efficiency_curves(frame)
+    ratio = report.pairs_ratio_from_curves(curves)
+    fig = plotting.plot_data_efficiency(curves, 0.1, ratio)
+    assert len(fig.axes) == 2 and "undefined" in fig._suptitle.get_text()  # safety and over-refusal panels
