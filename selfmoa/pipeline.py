@@ -87,15 +87,18 @@ def default_run_id(cfg: C.RunConfig) -> str:
 
 
 def report_upstream(runs_dir: str | Path, seed_runs: Sequence[str]) -> dict[str, str]:
-    """Upstream keys of an 08_report over `seed_runs`: `<run id>/<stage>@None` -> stage key ('missing' when absent).
+    """Upstream keys of an 08_report over `seed_runs`: `<k>:<stage>@None` -> stage key ('missing' when absent),
+    k = the run's position in `seed_runs`.
 
     The report stage is opened (`artifacts.open_stage(upstream=...)`) and checked (`artifacts.is_complete`)
-    with these keys, so it is complete only when every seed run's 07_evaluate and 07b_variants match.
+    with these keys, so it is complete only when every seed run's 07_evaluate and 07b_variants match. The
+    keys name positions, not folders: the same results under another run id give the same report key.
     """
     out = {}
+    position = {run_id: k for k, run_id in enumerate(seed_runs)}
     for run_id, stage, it in report_dependencies(list(seed_runs)):
         manifest = read_manifest(run_dir(runs_dir, run_id), stage, it)
-        out[f"{run_id}/{stage}@{it}"] = manifest["stage_key"] if manifest else "missing"
+        out[f"{position[run_id]}:{stage}@{it}"] = manifest["stage_key"] if manifest else "missing"
     return out
 
 

@@ -57,7 +57,7 @@ def test_report_key_covers_every_seed_run_and_recomputes_when_one_changes(tmp_pa
     cfg = C.load(SMOKE, overrides)
     seed_runs = ["smoke-seed0", "smoke-seed1"]
     up = pipeline.report_upstream(tmp_path, seed_runs)
-    assert set(up) == {f"{r}/{s}@None" for r in seed_runs for s in ("07_evaluate", "07b_variants")}
+    assert set(up) == {f"{k}:{s}@None" for k in (0, 1) for s in ("07_evaluate", "07b_variants")}
     assert set(up.values()) == {"missing"}
     with pytest.raises(stages.StageError, match="not complete"):
         pipeline.open_report(SMOKE, "smoke-study", seed_runs, overrides=overrides)
@@ -83,7 +83,10 @@ def test_single_run_report_is_keyed_by_its_own_run(tmp_path: Path) -> None:
     for s in stages.REPORT_INPUTS:
         fake_manifest(tmp_path, "solo", s, f"{s}-k")
     ctx, dirs = pipeline.open_report(SMOKE, "solo", [], overrides=overrides)
-    assert dirs == [tmp_path / "solo"] and set(ctx.upstream) == {"solo/07_evaluate@None", "solo/07b_variants@None"}
+    assert dirs == [tmp_path / "solo"] and set(ctx.upstream) == {"0:07_evaluate@None", "0:07b_variants@None"}
+    for s in stages.REPORT_INPUTS:  # the same results in another folder: the same report key
+        fake_manifest(tmp_path, "renamed", s, f"{s}-k")
+    assert pipeline.open_report(SMOKE, "renamed", [], overrides=overrides)[0].key == ctx.key
 
 
 def test_study_status_lists_every_seed_run_then_the_report(tmp_path: Path) -> None:
