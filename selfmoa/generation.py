@@ -157,7 +157,7 @@ def generate(
     cache: GenerationCache | None = None,
     progress: bool = True,
     desc: str = "generate",
-    decoder: str = "fast",
+    decoder: str = "reference",
 ) -> list[list[str]]:
     """Generate `num_return_sequences` responses per user prompt.
 

@@ -153,7 +153,7 @@ class Responder:
     top_p: float = 1.0
     k: int = 1
     desc: str = "respond"
-    decoder: str = "fast"
+    decoder: str = "reference"
 
     @classmethod
     def from_config(

@@ -70,5 +70,5 @@ def test_responder_reads_each_purpose_from_the_config(tmp_path: Path, monkeypatc
     assert sample.respond(["a"]) == [["a-0", "a-1", "a-2"]] and sample(["b"]) == ["b-0"]
     assert calls[0] | {"cache": None} == {
         "max_new_tokens": 11, "temperature": 0.7, "top_p": 0.9, "num_return_sequences": 3,
-        "seed": 4, "batch_size": 5, "cache": None, "desc": "sample", "decoder": "fast",
+        "seed": 4, "batch_size": 5, "cache": None, "desc": "sample", "decoder": "reference",
     }  # fmt: skip
