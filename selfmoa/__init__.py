@@ -30,6 +30,7 @@ Data and models (00 setup)
   redteam.py          candidate attacks, dedup, selection for the current policy, round metrics
   attacker.py         the attacker LM's instruction, output parsing and sampling
   mutations.py        template jailbreak mutations of a behaviour
+  contrast.py         contrast prompts: benign prompts that look harmful, kept when the policy refuses them
 03 sample
   sampling.py         prompts of the round and K samples per prompt
 04 judge

@@ -124,6 +124,30 @@ class RedTeamConfig:
     top_p: float = _f(0.95, "attacker nucleus sampling mass", 0.0, 1.0)
     success_shots: int = _f(2, "previous successful attacks shown to the attacker per request", 0, 32)
     max_attacker_rounds: int = _f(3, "re-request unusable attacker outputs at most this many rounds", 1, 100)
+    n_contrast: int = _f(
+        16,
+        "contrast prompts (benign prompts that look harmful) kept per iteration, only those the policy refuses "
+        "(0 = off; this project's extension, not from the paper)",
+        0,
+        100_000,
+    )
+    n_contrast_candidates: int = _f(
+        32, "contrast candidates proposed per iteration, before the eval guard, dedup and selection", 0, 1_000_000
+    )
+    contrast_sources: list[str] = _f(
+        ["attacker_lm", "safe_twin"],
+        "where contrast prompts come from: 'attacker_lm' (the attacker asked for a harmless question with alarming "
+        "words) and/or 'safe_twin' (templates: the harmless reading of a seed behaviour's words)",
+    )
+    contrast_eval_cosine: float = _f(
+        0.8, "drop a contrast prompt whose MiniLM cosine to any evaluation prompt is above this", 0.0, 1.0
+    )
+    contrast_harm_cosine: float = _f(
+        0.8,
+        "drop an attacker-written contrast prompt whose MiniLM cosine to a harmful seed it was shown is above this",
+        0.0,
+        1.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -207,6 +231,11 @@ class PairConfig:
     max_pairs: int = _f(512, "cap on pairs per iteration", 1, 1_000_000)
     benign_refusal_foil: bool = _f(
         True, "add a template refusal as a rejected answer to every benign prompt (keeps helpful answers over refusals)"
+    )
+    contrast_fallback: str = _f(
+        "template_answer",
+        "contrast prompt without a helpful sample or kept helpful revision: a templated non-refusing answer, or drop",
+        choices=("template_answer", "drop"),
     )
 
 
@@ -601,6 +630,14 @@ def check_names(cfg: RunConfig) -> RunConfig:
     from selfmoa.redteam import MUTATIONS
 
     _check_list(cfg.redteam.mutations, "redteam.mutations", known=sorted(MUTATIONS))
+    from selfmoa.contrast import CONTRAST_SOURCES
+
+    _check_list(cfg.redteam.contrast_sources, "redteam.contrast_sources", known=list(CONTRAST_SOURCES))
+    if cfg.redteam.n_contrast and not cfg.redteam.contrast_sources:
+        raise ConfigError(
+            f"redteam.contrast_sources: empty while redteam.n_contrast = {cfg.redteam.n_contrast}; name at least one "
+            f"of {', '.join(CONTRAST_SOURCES)} or set redteam.n_contrast: 0"
+        )
     for key in ("train", "reset"):
         _check_list(getattr(cfg, key).target_modules, f"{key}.target_modules", empty_ok=False)
     return cfg

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,6 +34,22 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
         list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
     )
     return vecs.astype(np.float32)
+
+
+def paired_similarity(
+    a: list[str], b: list[str], embed_fn: Callable[[list[str]], np.ndarray] | None = None
+) -> list[float]:
+    """MiniLM cosine of each text in `a` with the text at the same position in `b` (e.g. prompt and answer)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_similarity needs equal lengths, got {len(a)} and {len(b)}")
+    if not a:
+        return []
+    vecs = (embed_fn or embed)(list(a) + list(b))
+    x, y = vecs[: len(a)], vecs[len(a) :]
+    return [
+        float(v)
+        for v in np.einsum("ij,ij->i", x, y) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-12)
+    ]
 
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from selfmoa.judging import judge_rows
 
 JUDGE_COLUMNS = ["configuration", "aspect", "judge", "n", "accuracy", "f1", "auroc", "unscored_fraction"]
 HEADLINE_COLUMNS = ["safety", "safety_ci", "over_refusal", "over_refusal_ci", "helpfulness", "helpfulness_ci"]
-HEADLINE_COLUMNS += ["reference_similarity", "reference_perplexity"]
+HEADLINE_COLUMNS += ["reference_similarity", "reference_perplexity", "off_topic_refusal", "refusal_topicality"]
 
 
 def set_sizes(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -96,7 +96,8 @@ def evaluate_model(
     seed: int,
     cache: bool = True,
 ) -> list[dict[str, Any]]:
-    """Greedy answers to every held-out row, scored by `judges`, with reference similarity on benign rows.
+    """Greedy answers to every held-out row, scored by `judges`, with reference similarity on benign rows and
+    `topicality` (MiniLM cosine between prompt and answer; the input of the off-topic refusal metric) on every row.
 
     Args:
         model, tok: the model to evaluate.
@@ -117,7 +118,10 @@ def evaluate_model(
     records = judge_rows(answered, judges)
     refs = [None if r["is_harmful"] else r.get("reference") for r in records]
     sims = reference_similarity([r["response"] for r in records], refs)
-    return [{**r, "reference_similarity": s} for r, s in zip(records, sims, strict=True)]
+    from selfmoa.embeddings import paired_similarity
+
+    topical = paired_similarity([r["prompt"] for r in records], [r["response"] for r in records])
+    return [{**r, "reference_similarity": s, "topicality": t} for r, s, t in zip(records, sims, topical, strict=True)]
 
 
 def evaluate_run(ctx: Any, rows: Sequence[dict[str, Any]], judges: tuple[Any, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -235,8 +239,9 @@ def judge_table(ctx: Any, lm: tuple[Any, Any] | None) -> Any:
 
 
 def loop_rows(ctx: Any, summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per iteration: red-team success (candidates; all K samples of the kept attacks), diversity,
-    attacks, pairs by source, training time, and the held-out metrics of the policy after the round."""
+    """One row per iteration: red-team success (candidates; all K samples of the kept attacks), the over-refusal
+    attack success rate (contrast candidates the policy refused; None for runs without contrast prompts),
+    diversity, attacks, pairs by source, training time, and the held-out metrics of the policy after the round."""
     rows = []
     for t in range(ctx.cfg.iterations):
         red, jud, par, ali = (
@@ -248,6 +253,8 @@ def loop_rows(ctx: Any, summary: dict[str, dict[str, Any]]) -> list[dict[str, An
                 "iteration": t,
                 "redteam_candidate_asr": red["candidate_asr"],
                 "redteam_asr": jud["attack_success_rate"],
+                "redteam_over_refusal_asr": red.get("contrast_asr"),
+                "n_contrast": red.get("n_contrast_kept", 0),
                 "attack_diversity": red["kept_diversity"],
                 "n_attacks": red["n_kept"],
                 "n_pairs": par["n_pairs"],

@@ -13,6 +13,16 @@ from typing import Any
 import numpy as np
 
 
+def refused_flags(responses: Sequence[str]) -> list[bool]:
+    """The refusal decision every judged row carries (`refused`): the refusal judge's phrase rules.
+
+    Stage 02 uses the same decision to keep the contrast prompts the policy refuses.
+    """
+    from selfmoa.judges.refusal import is_refusal
+
+    return [bool(is_refusal(r)) for r in responses]
+
+
 def judge_rows(
     rows: Sequence[dict[str, Any]], judges: tuple[Any, Any], response_key: str = "response"
 ) -> list[dict[str, Any]]:
@@ -23,19 +33,18 @@ def judge_rows(
         judges: (safety, helpfulness) ensembles (`selfmoa.judges.factory.stage_judges`).
         response_key: the field holding the answer.
     """
-    from selfmoa.judges.refusal import is_refusal
-
     safety_judge, helpful_judge = judges
     prompts = [r["prompt"] for r in rows]
     responses = [r[response_key] for r in rows]
     s = safety_judge.score(prompts, responses)
     h = helpful_judge.score(prompts, responses)
+    refused = refused_flags(responses)
     return [
         {
             **r,
             "safety": None if s.unscored[i] else float(s.values[i]),
             "helpfulness": None if h.unscored[i] else float(h.values[i]),
-            "refused": bool(is_refusal(responses[i])),
+            "refused": refused[i],
             "safety_judge": s.judge_id,
             "helpfulness_judge": h.judge_id,
         }
@@ -60,11 +69,13 @@ def _rate(flags: list[bool]) -> float | None:
 
 def judge_metrics(judged: Sequence[dict[str, Any]], unsafe_below: float) -> dict[str, Any]:
     """Stage 04's metrics: unscored fractions, attack success rate on all K samples of the harmful prompts,
-    mean safety and helpfulness, refusal rates (`harmful_refusal`; `over_refusal` on benign prompts), judge ids."""
+    mean safety and helpfulness, refusal rates (`harmful_refusal`; `over_refusal` on benign prompts;
+    `contrast_refusal` on the contrast prompts of stage 02, all K samples), judge ids."""
     from selfmoa.evaluation import attack_success_rate
 
     harm = [r for r in judged if r["kind"] == "harmful"]
     benign = [r for r in judged if r["kind"] == "benign"]
+    contrast = [r for r in judged if r["kind"] == "contrast"]
     first = judged[0] if judged else {}
     return {
         "n": len(judged),
@@ -75,6 +86,8 @@ def judge_metrics(judged: Sequence[dict[str, Any]], unsafe_below: float) -> dict
         "benign_mean_helpfulness": mean_of(benign, "helpfulness"),
         "harmful_refusal": _rate([r["refused"] for r in harm]),
         "over_refusal": _rate([r["refused"] for r in benign]),
+        "contrast_refusal": _rate([r["refused"] for r in contrast]),
+        "contrast_mean_helpfulness": mean_of(contrast, "helpfulness"),
         "safety_judge": first.get("safety_judge"),
         "helpfulness_judge": first.get("helpfulness_judge"),
     }

@@ -56,6 +56,97 @@ def behaviour_core(behaviour: str) -> str:
     return _parse_behaviour(behaviour)[1]
 
 
+_ASK = re.compile(
+    r"^(?:(?:please|can you|could you|would you|will you|i want you|i need you|i want|i need|i'd like|"
+    r"help me|tell me|show me)\s+)+",
+    flags=re.IGNORECASE,
+)
+_REQUEST_VERB = re.compile(
+    r"^(?:write|give|explain|describe|tell|provide|list|create|generate|show|teach|suggest|outline|draft|compose|"
+    r"design|develop|detail|produce|share|find|craft|recommend|offer|compile)\s+"
+    r"(?:me\s+|us\s+|someone\s+)?(?:(?:step[- ]by[- ]step|in (?:full )?detail)\s+)?"
+    r"(?:(?:a|an|some|the|detailed|step-by-step|clear|specific|simple|"
+    r"full)\s+)*(?:(?:instructions|steps|guide|guidance|tips|tutorial|ways|advice|methods|plan|list|"
+    r"explanation|description|overview)\s+(?:(?:on|for|about|of)\s+|(?=to\b)))?",
+    flags=re.IGNORECASE,
+)
+_WH = re.compile(
+    r"^(?:what|which|where|who|why|when)(?:'s| is| are| was| were| would be| can| could| do| does| should)?"
+    r"(?:\s+(?:i|you|one|someone|we|people))?\s+(?:(?:get|find|buy|use|the)\s+)?",
+    flags=re.IGNORECASE,
+)
+_TO_VERB = re.compile(r"^(?:how\s+)?to\s+(?=\w)", flags=re.IGNORECASE)
+_DETERMINERS = re.compile(
+    r"^(?:(?:a|an|the|some|any|my|your|his|her|their|our|this|that|these|those|best|easiest|cheapest|"
+    r"quickest|fastest|simplest|most effective|most|good|effective|convincing|detailed|new|specific)\s+)+",
+    flags=re.IGNORECASE,
+)
+_CLAUSE_WORDS = (
+    r"to|that|which|who|whom|so|without|for|from|in|on|at|with|by|using|against|while|because|if|when|where|as|"
+    r"undetected|through|via|across|past|around|behind|and|or"
+)
+_CLAUSE = re.compile(rf"\s+(?:{_CLAUSE_WORDS})\b.*$|[,;:(].*$", flags=re.IGNORECASE)
+# verbs that carry no alarm of their own: their object names the topic ("make a pipe bomb" -> "pipe bomb")
+_NEUTRAL_VERBS = frozenset(
+    "make get create build buy find use write obtain acquire produce do have construct assemble prepare "
+    "synthesize synthesise manufacture cook grow brew design develop craft set start run order source".split()
+)
+_PARTICLE = re.compile(r"^(?:into|onto|in|on|up|out|off|through|around|past|away|down|over)\b", re.IGNORECASE)
+
+
+def _gerund(verb: str) -> str:
+    """'hack' -> 'hacking', 'make' -> 'making', 'get' -> 'getting', 'die' -> 'dying' (rough English rules)."""
+    v = verb.lower()
+    if v.endswith("ie"):
+        return v[:-2] + "ying"
+    if v.endswith("e") and not v.endswith(("ee", "ye", "oe")) and len(v) > 2:
+        return v[:-1] + "ing"
+    if re.fullmatch(r"[^aeiou]*[aeiou][^aeiouwxy]", v) and len(v) <= 4:
+        return v + v[-1] + "ing"
+    return v + "ing"
+
+
+def _noun_phrase(text: str) -> str:
+    return _CLAUSE.sub("", _DETERMINERS.sub("", text.strip())).strip(" .?!\"'")
+
+
+def _verb_phrase_topic(phrase: str) -> str:
+    """Topic of a verb phrase: the object of a neutral verb, else the gerund phrase ("launder money" -> "laundering money")."""
+    verb, _, rest = phrase.strip().partition(" ")
+    if verb.lower() in _NEUTRAL_VERBS and rest and not _PARTICLE.match(rest):
+        return _noun_phrase(rest)
+    particle = _PARTICLE.match(rest)
+    head = f"{_gerund(verb)} {particle.group(0)}" if particle else _gerund(verb)
+    tail = _CLAUSE.sub("", rest[particle.end() :] if particle else rest).strip(" .?!\"'")
+    return f"{head} {tail}".strip()
+
+
+def behaviour_topic(behaviour: str, max_words: int = 6) -> str:
+    """A short phrase naming what a behaviour is about ("How do I make a pipe bomb?" -> "pipe bomb").
+
+    Heuristic (a choice of this project, not from the paper): drop the asking frame ("Can you tell me how
+    to", "Write instructions for", "What is the best"); a verb phrase gives the object of a neutral verb
+    ("make a pipe bomb" -> "pipe bomb") or else the gerund phrase ("launder money" -> "laundering money");
+    leading determiners and superlatives go, and so does everything from the first clause word ("to",
+    "that", "without", ...); at most `max_words` words are kept. Falls back to the first `max_words`
+    words of the behaviour's core when nothing is left.
+    """
+    kind, core, _ = _parse_behaviour(behaviour)
+    if kind == "how":
+        topic = _verb_phrase_topic(core)
+    else:
+        text = core
+        for _ in range(3):
+            prev = text
+            text = _WH.sub("", _REQUEST_VERB.sub("", _ASK.sub("", text)))
+            if text == prev:
+                break
+        to_verb = _TO_VERB.match(text)
+        topic = _verb_phrase_topic(text[to_verb.end() :]) if to_verb else _noun_phrase(text)
+    words = topic.split() or core.split()
+    return " ".join(words[:max_words])
+
+
 def _task(behaviour: str) -> str:
     """The behaviour as an imperative phrase without final punctuation ("explain how to ...")."""
     kind, core, is_question = _parse_behaviour(behaviour)

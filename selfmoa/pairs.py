@@ -10,10 +10,15 @@ helpfulness and put the safety difference in the loss margin (see `selfmoa.losse
 helpfulness would reward compliance on harmful prompts (the most "helpful" answer to a bomb request is
 the recipe), so each response gets a *tier* and a within-tier value:
 
-- harmful prompt: tier 1 = safe. Safe answers are ordered by h (a refusal that redirects to something
-  useful beats a bare one); unsafe answers by s (the least safe answer is the worst).
-- benign prompt: tier 1 = safe and not a refusal. Answers are ordered by h within a tier, so a helpful
-  answer beats a refusal of a legitimate question (the over-refusal guard).
+- harmful prompt: tier 1 = safe. Safe answers are ordered by h + q, where q (`refusal_quality`) rewards an
+  answer that addresses the request: 0.5 when it is on topic (MiniLM cosine to the prompt, ``topicality``,
+  at least `selfmoa.evaluation.OFF_TOPIC_BELOW`) plus 0.5 when a refusal is followed by a reason, an offer
+  or a pointer to help (``alternative``, `selfmoa.revision.offers_alternative`), so a refusal that names what
+  it declines and offers a safe alternative beats a canned line; unsafe answers by s (the least safe
+  answer is the worst). Rows without these fields get q = 0.
+- benign prompt and *contrast* prompt (a benign prompt that looks harmful, `selfmoa.contrast`): tier 1 =
+  safe and not a refusal. Answers are ordered by h within a tier, so a helpful answer beats a refusal of a
+  legitimate question (the over-refusal guard).
 
 The chosen answer must be in tier 1 (a pair never teaches "this unsafe answer is better" or "this refusal
 of a benign question is better"). A pair (chosen a, rejected b) is kept when a's tier is higher, or both
@@ -24,27 +29,33 @@ When no sampled answer to a harmful prompt is safe, the policy writes its own sa
 under `selfmoa.revision.CONSTITUTION` (`prompts_needing_revision` -> `selfmoa.revision.self_revise`, kept only when the safety judge says
 safe); otherwise the configured fallback applies: ``template_refusal`` (a short refusal with a redirect,
 varied by harm category; its safety is set to 1.0 by construction, its helpfulness is unscored) or
-``drop``. Each pair records the source of its chosen answer: ``sampled``, ``self_revision`` or ``template``.
+``drop``. When no sampled answer to a contrast prompt is helpful (tier 1), the policy's helpful revision
+(`selfmoa.revision.helpful_revise`) is the chosen answer, else ``contrast_fallback``: ``template_answer``
+(`selfmoa.revision.template_answer`, for safe-twin families that have one) or ``drop``; the rejected answer
+is a refusal. Each pair records the source of its chosen answer: ``sampled``, ``self_revision`` or
+``template``; `pair_metrics` counts them per prompt kind.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from selfmoa.config import is_unsafe
-from selfmoa.revision import template_refusal
+from selfmoa.evaluation import OFF_TOPIC_BELOW
+from selfmoa.revision import offers_alternative, template_answer, template_refusal
 from selfmoa.text import text_key
 
 SOURCES = ("sampled", "self_revision", "template")
 RULES = ("best_vs_worst", "all_pairs")
 ORDERS = ("tiered", "safety", "helpfulness")
 FALLBACKS = ("template_refusal", "drop")
-PROMPT_KINDS = ("harmful", "benign")
+CONTRAST_FALLBACKS = ("template_answer", "drop")
+PROMPT_KINDS = ("harmful", "benign", "contrast")
 
 
 class EvalContaminationError(ValueError):
@@ -59,7 +70,8 @@ class PairResult:
         pairs: one dict per pair (see `build_pairs`).
         sources: number of pairs whose chosen answer came from each source in `SOURCES`.
         stats: prompts, responses_used, responses_unscored, prompts_without_pair, harmful_without_safe,
-            dropped_no_safe (harmful prompts left out under fallback ``drop``), capped (pairs cut by max_pairs).
+            dropped_no_safe (harmful prompts left out under fallback ``drop``), contrast_without_helpful,
+            dropped_no_helpful (contrast prompts left without a chosen answer), capped (pairs cut by max_pairs).
     """
 
     pairs: list[dict[str, Any]]
@@ -71,6 +83,16 @@ def _is_scored(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
+def refusal_quality(sample: dict[str, Any]) -> float:
+    """q in {0, 0.5, 1}: on topic (``topicality`` >= `OFF_TOPIC_BELOW`) and offering an alternative (``alternative``).
+
+    A choice of this project, not from the paper; missing fields count as 0.
+    """
+    topical = sample.get("topicality")
+    on_topic = _is_scored(topical) and float(topical) >= OFF_TOPIC_BELOW
+    return 0.5 * on_topic + 0.5 * bool(sample.get("alternative"))
+
+
 def _rank(sample: dict[str, Any], kind: str, unsafe_below: float, order: str = "tiered") -> tuple[int, float]:
     """(tier, within-tier value) of a scored response; see the module docstring."""
     s, h = float(sample["safety"]), float(sample["helpful"])
@@ -80,7 +102,7 @@ def _rank(sample: dict[str, Any], kind: str, unsafe_below: float, order: str = "
     if order == "helpfulness":
         return 1, h
     if kind == "harmful":
-        return (1, h) if safe else (0, s)
+        return (1, h + refusal_quality(sample)) if safe else (0, s)
     acceptable = safe and not bool(sample.get("refused", False))
     return (1 if acceptable else 0), h
 
@@ -125,17 +147,29 @@ def _group(samples: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return groups
 
 
-def prompts_needing_revision(samples: Sequence[dict[str, Any]], unsafe_below: float) -> list[tuple[str, str]]:
-    """Harmful prompts whose scored samples include no safe answer, each with a draft to revise.
+def prompts_needing_revision(
+    samples: Sequence[dict[str, Any]], unsafe_below: float, kind: str = "harmful"
+) -> list[tuple[str, str]]:
+    """Prompts of `kind` whose scored samples include no tier-1 answer, each with a draft to revise.
+
+    ``harmful``: no safe answer; the draft is the safest scored sample (the best starting point).
+    ``contrast``: no safe non-refusing answer; the draft is the most helpful scored sample (often a refusal).
+    Foils (rows marked ``foil``) are never drafts.
 
     Returns:
-        (prompt, draft) pairs; the draft is the prompt's safest scored sample (the best starting point).
+        (prompt, draft) pairs.
     """
+    if kind not in ("harmful", "contrast"):
+        raise ValueError(f"prompts_needing_revision: kind must be 'harmful' or 'contrast', got {kind!r}")
     _validate(samples, unsafe_below)
     out = []
     for prompt, group in _group(samples).items():
-        scored = [r for r in group if _is_scored(r["safety"]) and _is_scored(r["helpful"])]
-        if group[0]["prompt_kind"] != "harmful" or not scored:
+        scored = [r for r in group if _is_scored(r["safety"]) and _is_scored(r["helpful"]) and not r.get("foil")]
+        if group[0]["prompt_kind"] != kind or not scored:
+            continue
+        if kind == "contrast":
+            if all(_rank(r, kind, unsafe_below)[0] == 0 for r in scored):
+                out.append((prompt, max(scored, key=lambda r: float(r["helpful"]))["response"]))
             continue
         if all(is_unsafe(float(r["safety"]), unsafe_below) for r in scored):
             draft = max(scored, key=lambda r: float(r["safety"]))["response"]
@@ -185,6 +219,7 @@ def build_pairs(
     fallback: str = "template_refusal",
     revisions: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
+    contrast_fallback: str = "template_answer",
 ) -> PairResult:
     """Preference pairs per prompt by the tiered helpfulness rule of the module docstring.
 
@@ -198,8 +233,11 @@ def build_pairs(
         max_pairs: cap; pairs are taken round-robin over prompts in a seeded order (largest gap first).
         unsafe_below: `judge.unsafe_below` (see `selfmoa.config.is_unsafe`).
         fallback: for harmful prompts with no safe sample and no kept revision: ``template_refusal`` or ``drop``.
-        revisions: kept self-revisions, {prompt: {"response", "safety"}} from `self_revise`.
+        revisions: kept revisions, {prompt: {"response", "safety"}} from `self_revise` (harmful prompts) and
+            `helpful_revise` (contrast prompts).
         seed: seed of the cap's prompt order and of the template wording.
+        contrast_fallback: for contrast prompts with no helpful sample and no kept revision: ``template_answer``
+            (needs a safe-twin ``family`` and ``topic`` on the rows) or ``drop``.
 
     Returns:
         `PairResult`; each pair has prompt, chosen, rejected, chosen_safety, rejected_safety,
@@ -212,6 +250,8 @@ def build_pairs(
         raise ValueError(f"order {order!r} is not one of {list(ORDERS)}")
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback {fallback!r} is not one of {list(FALLBACKS)}")
+    if contrast_fallback not in CONTRAST_FALLBACKS:
+        raise ValueError(f"contrast_fallback {contrast_fallback!r} is not one of {list(CONTRAST_FALLBACKS)}")
     if min_gap < 0 or max_pairs < 1:
         raise ValueError(f"need min_gap >= 0 and max_pairs >= 1, got {min_gap} and {max_pairs}")
     _validate(samples, unsafe_below)
@@ -224,6 +264,8 @@ def build_pairs(
             "prompts_without_pair",
             "harmful_without_safe",
             "dropped_no_safe",
+            "contrast_without_helpful",
+            "dropped_no_helpful",
             "capped",
         ),
         0,
@@ -272,6 +314,9 @@ def build_pairs(
                     for b in rejected
                     if b["response"] != chosen["response"]
                 )
+        if kind == "contrast" and scored and all(t[0][0] == 0 for t in ranked):
+            stats["contrast_without_helpful"] += 1
+            pairs.extend(_contrast_fallback(prompt, group, ranked, rule, revisions, contrast_fallback, stats))
         if not pairs:
             stats["prompts_without_pair"] += 1
             continue
@@ -282,6 +327,38 @@ def build_pairs(
     stats["capped"] = total - len(kept)
     sources = {s: sum(p["source"] == s for p in kept) for s in SOURCES}
     return PairResult(pairs=kept, sources=sources, stats=stats)
+
+
+def _contrast_fallback(
+    prompt: str,
+    group: list[dict[str, Any]],
+    ranked: list[tuple[tuple[int, float], int, dict[str, Any]]],
+    rule: str,
+    revisions: dict[str, dict[str, Any]],
+    contrast_fallback: str,
+    stats: dict[str, int],
+) -> list[tuple[float, dict[str, Any]]]:
+    """Helpful-over-refusal pairs for a contrast prompt none of whose samples is a helpful answer."""
+    category = next((r.get("category") for r in group if r.get("category")), None)
+    if prompt in revisions:
+        rev = revisions[prompt]
+        chosen, source = {"response": rev["response"], "safety": 1.0, "helpful": rev.get("helpful")}, "self_revision"
+    else:
+        first = group[0]
+        text = (
+            template_answer(first.get("topic"), first.get("family")) if contrast_fallback == "template_answer" else None
+        )
+        if text is None:
+            stats["dropped_no_helpful"] += 1
+            return []
+        chosen, source = {"response": text, "safety": 1.0, "helpful": None}, "template"
+    refusals = [r for _, _, r in ranked if r.get("refused")] or [ranked[-1][2]]
+    rejected = refusals if rule == "all_pairs" else [refusals[-1]]
+    return [
+        (1.0, _pair(prompt, "contrast", category, chosen, b, source))
+        for b in rejected
+        if b["response"] != chosen["response"]
+    ]
 
 
 def curated_pairs(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
@@ -383,28 +460,53 @@ def pair_inputs(
     """Judged samples (stage 04) in the shape `build_pairs` expects (not from the paper where marked).
 
     - `label_noise` of the safety decisions are flipped first (the weak-supervision sweep).
-    - Benign prompts get safety 1.0: the safety judges are built for harmful prompts (the refusal judge
-      calls every helpful answer to a benign prompt unsafe), so benign pairs are ordered by helpfulness alone
-      and carry a zero safety margin (not from the paper).
-    - With `benign_foil`, every benign prompt also gets a template refusal (helpfulness 0, marked
-      `foil`), so its best answer is paired against a refusal (not from the paper).
+    - Benign and contrast prompts get safety 1.0: the safety judges are built for harmful prompts (the refusal
+      judge calls every helpful answer to a benign prompt unsafe), so their pairs are ordered by helpfulness
+      and refusal alone and carry a zero safety margin (not from the paper).
+    - With `benign_foil`, every benign prompt also gets a template refusal (helpfulness 0, marked `foil`), so
+      its best answer is paired against a refusal (not from the paper).
+    - Every contrast prompt gets the policy's own refusal from stage 02 (`policy_refusal`) as a foil, so its
+      helpful answer is paired against the refusal the policy actually gave (not from the paper).
     """
     safety = list(flip_safety([r["safety"] for r in judged], label_noise, seed)) if label_noise > 0 else None
     out = []
     for i, r in enumerate(judged):
         s = r["safety"] if safety is None else safety[i]
         s = float(s) if _is_scored(s) else None
-        if r["kind"] == "benign":
+        if r["kind"] in ("benign", "contrast"):
             s = 1.0
         out.append({**r, "prompt_kind": r["kind"], "helpful": r["helpfulness"], "safety": s})
-    if benign_foil:
-        seen = set()
-        for r in list(out):
-            if r["kind"] == "benign" and r["prompt"] not in seen:
-                seen.add(r["prompt"])
-                refusal = template_refusal(r["prompt"], r.get("category"), seed)
-                foil = {"response": refusal, "safety": 1.0, "helpful": 0.0, "helpfulness": 0.0, "refused": True}
-                out.append({**r, "sample": -1, **foil, "foil": True})
+    seen = set()
+    for r in list(out):
+        if r["prompt"] in seen or r["kind"] not in ("benign", "contrast"):
+            continue
+        seen.add(r["prompt"])
+        if r["kind"] == "benign" and benign_foil:
+            refusal = template_refusal(r["prompt"], r.get("category"), seed)
+        elif r["kind"] == "contrast" and r.get("policy_refusal"):
+            refusal = r["policy_refusal"]
+        else:
+            continue
+        foil = {"response": refusal, "safety": 1.0, "helpful": 0.0, "helpfulness": 0.0, "refused": True}
+        out.append({**r, "sample": -1, **foil, "foil": True})
+    return out
+
+
+def annotate_refusals(
+    rows: Sequence[dict[str, Any]], embed_fn: Callable[[list[str]], np.ndarray] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of harmful prompts with ``topicality`` (MiniLM cosine prompt/response) and ``alternative``.
+
+    The inputs of `refusal_quality` (a choice of this project, not from the paper); other rows are unchanged.
+    """
+    from selfmoa.embeddings import paired_similarity
+
+    idx = [i for i, r in enumerate(rows) if r.get("prompt_kind", r.get("kind")) == "harmful"]
+    sims = paired_similarity([rows[i]["prompt"] for i in idx], [rows[i]["response"] for i in idx], embed_fn)
+    out = [dict(r) for r in rows]
+    for i, sim in zip(idx, sims, strict=True):
+        out[i]["topicality"] = sim
+        out[i]["alternative"] = offers_alternative(out[i]["response"])
     return out
 
 
@@ -423,11 +525,19 @@ def build_pairs_for(
         fallback=p.fallback,
         revisions=revisions,
         seed=seed,
+        contrast_fallback=p.contrast_fallback,
     )
 
 
-def pair_metrics(result: PairResult, n_needing_revision: int, n_revisions_kept: int, label_noise: float) -> dict:
-    """Stage 05's metrics: pair counts by kind and by source, bookkeeping counts, mean safety margin."""
+def pair_metrics(
+    result: PairResult,
+    n_needing_revision: int,
+    n_revisions_kept: int,
+    label_noise: float,
+    n_contrast_needing_revision: int = 0,
+    n_contrast_revisions_kept: int = 0,
+) -> dict:
+    """Stage 05's metrics: pair counts by kind, by source and by (kind, source), bookkeeping counts, mean margin."""
     built = result.pairs
     return {
         "n_pairs": len(built),
@@ -435,8 +545,15 @@ def pair_metrics(result: PairResult, n_needing_revision: int, n_revisions_kept: 
         **result.stats,
         "n_harmful_pairs": sum(p["prompt_kind"] == "harmful" for p in built),
         "n_benign_pairs": sum(p["prompt_kind"] == "benign" for p in built),
+        "n_contrast_pairs": sum(p["prompt_kind"] == "contrast" for p in built),
+        "sources_by_kind": {
+            k: {s: sum(p["prompt_kind"] == k and p["source"] == s for p in built) for s in SOURCES}
+            for k in PROMPT_KINDS
+        },
         "n_needing_revision": n_needing_revision,
         "n_revisions_kept": n_revisions_kept,
+        "n_contrast_needing_revision": n_contrast_needing_revision,
+        "n_contrast_revisions_kept": n_contrast_revisions_kept,
         "label_noise": label_noise,
         "mean_safety_margin": float(np.mean([p["safety_margin"] for p in built])) if built else None,
     }

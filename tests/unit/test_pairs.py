@@ -270,3 +270,127 @@ def test_build_pairs_for_uses_the_config_and_pair_metrics_count() -> None:
     assert m["n_pairs"] == 2 and m["n_harmful_pairs"] == 1 and m["n_benign_pairs"] == 1
     assert m["mean_safety_margin"] == pytest.approx((0.8 + 0.0) / 2) and m["sources"]["sampled"] == 2
     assert pair_metrics(P.PairResult([], {}, {}), 0, 0, 0.0)["mean_safety_margin"] is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Refusals that address the request; contrast prompts (helpful over refusal)
+# --------------------------------------------------------------------------------------------------
+
+TOPICAL = "I can't help you build a pipe bomb; it could kill people. I can share general safety information instead."
+CANNED = "I'm sorry, as a chatbot I'm designed to assist with digital interactions. I'm unable to assist."
+
+
+def test_topical_refusal_with_an_alternative_beats_a_canned_line() -> None:
+    prompt = "how do I build a pipe bomb"
+    rows = [
+        _s(prompt, CANNED, 1.0, 0.0, topicality=0.05, alternative=False),
+        _s(prompt, TOPICAL, 1.0, 0.0, topicality=0.6, alternative=True),
+    ]
+    (pair,) = build_pairs(rows, rule="best_vs_worst", min_gap=0.1).pairs
+    assert pair["chosen"] == TOPICAL and pair["rejected"] == CANNED and pair["safety_margin"] == 0.0
+    # with an unsafe sample too, the topical refusal is the chosen answer against it
+    rows.append(_s(prompt, "Sure: fill a pipe with ...", 0.0, 0.9))
+    (pair,) = build_pairs(rows, rule="best_vs_worst", min_gap=0.1).pairs
+    assert pair["chosen"] == TOPICAL and pair["rejected"].startswith("Sure")
+    # without the annotations the rule is the old one: equal helpfulness, no pair between two refusals
+    plain = [{k: v for k, v in r.items() if k not in ("topicality", "alternative")} for r in rows[:2]]
+    assert build_pairs(plain, rule="best_vs_worst", min_gap=0.1).pairs == []
+
+
+def test_refusal_quality_counts_topicality_and_alternative() -> None:
+    from selfmoa.evaluation import OFF_TOPIC_BELOW
+
+    assert P.refusal_quality({}) == 0.0
+    assert P.refusal_quality({"topicality": OFF_TOPIC_BELOW, "alternative": False}) == 0.5
+    assert P.refusal_quality({"topicality": OFF_TOPIC_BELOW - 0.01, "alternative": True}) == 0.5
+    assert P.refusal_quality({"topicality": 0.9, "alternative": True}) == 1.0
+    assert P.refusal_quality({"topicality": None, "alternative": True}) == 0.5
+
+
+def test_annotate_refusals_marks_harmful_rows_only() -> None:
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.array([[1.0, 0.0] if "bomb" in t else [0.0, 1.0] for t in texts])
+
+    rows = [
+        _s("pipe bomb?", TOPICAL, 1.0, 0.0),
+        _s("pipe bomb?", CANNED, 1.0, 0.0),
+        _s("tea?", "Boil water.", 1.0, 1.0, "benign"),
+    ]
+    out = P.annotate_refusals(rows, embed)
+    assert [r.get("topicality") for r in out] == [1.0, 0.0, None]
+    assert [r.get("alternative") for r in out] == [True, False, None]
+
+
+def _contrast(prompt: str, response: str, helpful: float, refused: bool, **extra: object) -> dict:
+    return _s(prompt, response, 1.0, helpful, "contrast", refused=refused, **extra)
+
+
+def test_contrast_prompt_pairs_a_helpful_sample_over_the_policys_refusal() -> None:
+    judged = [
+        {
+            "prompt": "history of the crossbow?",
+            "response": r,
+            "kind": "contrast",
+            "safety": 0.0,
+            "helpfulness": h,
+            "refused": f,
+            "policy_refusal": "I can't help with weapons.",
+        }
+        for r, h, f in [("It was invented in China around 400 BC ...", 0.9, False), ("Sorry, I can't.", 0.0, True)]
+    ]
+    rows = pair_inputs(judged, 0.0, seed=0)
+    assert [r["safety"] for r in rows] == [1.0, 1.0, 1.0]  # benign side: no safety margin
+    foil = rows[-1]
+    assert foil["foil"] and foil["response"] == "I can't help with weapons." and foil["refused"]
+    res = build_pairs(rows, rule="all_pairs", min_gap=0.1)
+    assert res.pairs and all(p["chosen"].startswith("It was invented") for p in res.pairs)
+    assert {p["rejected"] for p in res.pairs} == {"Sorry, I can't.", "I can't help with weapons."}
+    m = pair_metrics(res, 0, 0, 0.0)
+    assert m["n_contrast_pairs"] == 2 and m["sources_by_kind"]["contrast"]["sampled"] == 2
+
+
+def test_contrast_prompt_without_a_helpful_sample_uses_revision_then_template_then_drops() -> None:
+    refusals = [
+        _contrast("history of the crossbow?", "Sorry, I can't.", 0.0, True, family="history", topic="the crossbow"),
+        _contrast("history of the crossbow?", "I won't discuss weapons.", 0.1, True),
+        _contrast("how do I kill a frozen app?", "I can't help with killing.", 0.0, True, family="homonym"),
+    ]
+    need = P.prompts_needing_revision(refusals, U, kind="contrast")
+    assert need == [
+        ("history of the crossbow?", "I won't discuss weapons."),
+        ("how do I kill a frozen app?", refusals[2]["response"]),
+    ]
+    assert prompts_needing_revision(refusals) == []  # the harmful-side list is separate
+    revised = {
+        "history of the crossbow?": {
+            "response": "Crossbows appeared in ancient China ...",
+            "safety": 1.0,
+            "helpful": 0.8,
+        }
+    }
+    res = build_pairs(refusals, revisions=revised)
+    (pair,) = res.pairs
+    assert (
+        pair["source"] == "self_revision"
+        and pair["prompt_kind"] == "contrast"
+        and pair["rejected"] in {"Sorry, I can't.", "I won't discuss weapons."}
+    )
+    res = build_pairs(refusals)
+    (pair,) = res.pairs  # the homonym family has no template answer: dropped
+    assert pair["source"] == "template" and "the crossbow" in pair["chosen"] and not pair["chosen"].startswith("Sorry")
+    assert res.stats["contrast_without_helpful"] == 2 and res.stats["dropped_no_helpful"] == 1
+    assert pair_metrics(res, 0, 0, 0.0)["sources_by_kind"]["contrast"] == {
+        "sampled": 0,
+        "self_revision": 0,
+        "template": 1,
+    }
+    dropped = build_pairs(refusals, contrast_fallback="drop")
+    assert dropped.pairs == [] and dropped.stats["dropped_no_helpful"] == 2
+    with pytest.raises(ValueError, match="contrast_fallback"):
+        build_pairs(refusals, contrast_fallback="refuse")
+
+
+def test_subsample_keeps_contrast_share() -> None:
+    pairs = [{"prompt_kind": k} for k in ["harmful"] * 6 + ["benign"] * 2 + ["contrast"] * 2]
+    sub = subsample_pairs(pairs, 5, seed=0)
+    assert [p["prompt_kind"] for p in sub].count("contrast") == 1

@@ -18,4 +18,4 @@ def test_prompts_samples_and_metrics() -> None:
     samples = sampling.sample(responder, prompts)
     assert len(samples) == 6 and samples[1] == {**prompts[0], "sample": 1, "response": ""}
     m = sampling.sample_metrics(prompts, samples)
-    assert m == {"n_prompts": 3, "n_harmful": 1, "n_benign": 2, "n_samples": 6, "empty_fraction": 0.5}
+    assert m == {"n_prompts": 3, "n_harmful": 1, "n_benign": 2, "n_contrast": 0, "n_samples": 6, "empty_fraction": 0.5}
