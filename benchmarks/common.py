@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selfmoa.manifest import CPU_FLAGS, cpu_info  # noqa: F401  (re-exported for the benchmarks)
 from selfmoa.paths import ROOT
 
 CACHE_DIR = ROOT / "data" / "cache"
@@ -122,37 +123,6 @@ def memory_bandwidth(nbytes: int = 1 << 30, repeats: int = 3) -> dict[str, float
     out = {"numpy_gbs": nbytes / numpy_s / 1e9, "torch_gbs": nbytes / torch_s / 1e9, "array_bytes": nbytes}
     out["best_gbs"] = max(out["numpy_gbs"], out["torch_gbs"])
     return out
-
-
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
-
-
-def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
-    """CPU model name and the flags that decide bf16 speed (AVX-512 bf16, AMX) from /proc/cpuinfo.
-
-    Different x86 CPUs run different bf16 kernels at very different speeds (and so may give different
-    greedy paths), so every benchmark record names the CPU it was measured on. `cpuinfo` is the file's
-    text (read from /proc/cpuinfo when None); without it the model name comes from `platform.processor()`.
-    """
-    import platform
-
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
-    flags = set(fields.get("flags", "").split())
-    return {
-        "model_name": fields.get("model name") or platform.processor() or None,
-        "flags": {f: f in flags for f in CPU_FLAGS},
-        "bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
-        "amx": "amx_bf16" in flags,
-    }
 
 
 def bf16_matmul_peak(n: int = 2048, repeats: int = 5) -> float:

@@ -6,6 +6,7 @@ import functools
 import importlib.metadata
 import platform
 import subprocess
+from pathlib import Path
 
 from selfmoa.paths import ROOT
 
@@ -55,14 +56,46 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     return out
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, object]:
+    """CPU model name and the flags that decide bf16 speed (AVX-512 bf16, AMX) from /proc/cpuinfo.
+
+    Different x86 CPUs run different bf16 kernels at very different speeds (and so may give different
+    greedy paths), so every benchmark record names the CPU it was measured on. `cpuinfo` is the file's
+    text (read from /proc/cpuinfo when None); without it the model name comes from `platform.processor()`.
+    """
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model_name": fields.get("model name") or platform.processor() or None,
+        "flags": {f: f in flags for f in CPU_FLAGS},
+        "bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
+        "amx": "amx_bf16" in flags,
+    }
+
+
 def machine_info() -> dict[str, object]:
-    """Python, platform, CPU count and accelerator, for manifests and benchmark records."""
+    """Python, platform, CPU model and bf16 flags, CPU count and accelerator, for manifests and benchmarks."""
     import os
 
     info: dict[str, object] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "cpu": cpu_info(),
     }
     try:
         import torch
