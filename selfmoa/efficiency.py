@@ -101,8 +101,8 @@ def ratio_interval(
         level: coverage of the interval.
 
     Returns:
-        `pairs_ratio` of the mean curves plus n_seeds, ci ([lo, hi]; hi None when unbounded, both None when no
-        resample is defined), defined_fraction (resamples with a finite ratio) and unreached_fraction (resamples
+        `pairs_ratio` of the mean curves plus n_seeds, ci ([lo, hi]; hi None when unbounded, both None when the
+        ratio itself or every resample is undefined), defined_fraction (resamples with a finite ratio) and unreached_fraction (resamples
         where the static curve never reaches the target).
     """
     if not static_points or not selfmoa_points:
@@ -136,7 +136,7 @@ def ratio_interval(
             unreached += 1
     tail = (1 - level) / 2
     ci: list[float | None] = [None, None]
-    if ratios:
+    if ratios and out["ratio"] is not None:  # no interval around an undefined ratio
         arr = np.array(ratios)  # no interpolation between an infinite and a finite draw: the nearest outer draws
         lo, hi = np.quantile(arr, tail, method="lower"), np.quantile(arr, 1 - tail, method="higher")
         ci = [None if math.isinf(lo) else float(lo), None if math.isinf(hi) else float(hi)]

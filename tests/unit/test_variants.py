@@ -386,6 +386,9 @@ def test_ratio_interval_undefined_when_static_never_reaches() -> None:
     assert r["unreached_fraction"] > 0.95 and r["ci"] == [None, None]  # every resample: unbounded
     flat = efficiency.pairs_ratio([(0, 0.5), (100, 0.9)], [(0, 0.5), (40, 0.4)])
     assert flat["ratio"] is None and "no safer" in flat["note"]
+    same = {"n_pairs": 4.0, "safe": _flags(0.2)}  # Self-MOA no safer than base: no ratio, no interval
+    no_gain = efficiency.ratio_interval([base, same], [base, {**same, "n_pairs": 8.0}], n_boot=100)
+    assert no_gain["ratio"] is None and no_gain["ci"] == [None, None] and "no safer" in no_gain["note"]
     with pytest.raises(ValueError, match="seeds"):
         efficiency.ratio_interval(static, [base, {"n_pairs": 60.0, "safe": _flags(0.9, seeds=1)}])
 
