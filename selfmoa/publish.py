@@ -32,10 +32,32 @@ def write_file(path: Path, content: Any) -> Path:
     return atomic_write_bytes(path, (content if content.endswith("\n") else content + "\n").encode())
 
 
+# Machine- and time-dependent fields: they stay in the run folder's manifests and stage files, never in
+# `data/results/`, so rerunning a finished study on the same machine leaves the committed results unchanged.
+TIMING_KEYS = frozenset({"seconds", "train_s", "total_s", "responses_per_s", "timings", "wall_s", "elapsed"})
+
+
+def is_timing_key(key: str) -> bool:
+    """True for a field that records time or throughput (`seconds`, `train_seconds`, `seconds_per_pair_epoch`, ...)."""
+    k = str(key)
+    return k in TIMING_KEYS or k.endswith("_seconds") or k.startswith("seconds_") or k.endswith("_per_s")
+
+
+def without_timing(content: Any) -> Any:
+    """`content` with every timing field removed: dict keys (recursively, through lists) or DataFrame columns."""
+    if isinstance(content, dict):
+        return {k: without_timing(v) for k, v in content.items() if not is_timing_key(k)}
+    if isinstance(content, list):
+        return [without_timing(v) for v in content]
+    if hasattr(content, "columns") and hasattr(content, "drop"):
+        return content.drop(columns=[c for c in content.columns if is_timing_key(c)])
+    return content
+
+
 def publish(profile: str, files: dict[str, Any]) -> list[Path]:
-    """Write `files` ({file name: content}) into `data/results/<profile>/`; returns the paths written."""
+    """Write `files` ({file name: content}) into `data/results/<profile>/`, timing fields removed; returns the paths."""
     out = results_dir(profile)
-    return [write_file(out / name, content) for name, content in files.items()]
+    return [write_file(out / name, without_timing(content)) for name, content in files.items()]
 
 
 def publish_figures(folder: Path, target: Path = FIGURES) -> list[Path]:
