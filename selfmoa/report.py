@@ -328,8 +328,12 @@ SWEEP_COLUMNS = {
 
 
 def training_judge_accuracy(judge_table: pd.DataFrame) -> float | None:
-    """Measured accuracy of the training safety ensemble on held-out labelled answers (None when not validated)."""
-    acc = judge_table.query("configuration == 'train' and aspect == 'safety' and judge == 'ensemble'")["accuracy"]
+    """Measured accuracy of the training safety ensemble on held-out labelled answers (None when not validated).
+
+    The plain held-out answers, not the `safety_wrapped` rows (answers wrapped in refusal text, their own check).
+    """
+    rows = "configuration == 'train' and aspect == 'safety' and judge == 'ensemble' and reference != 'safety_wrapped'"
+    acc = judge_table.query(rows)["accuracy"]
     return float(acc.iloc[0]) if len(acc) else None
 
 
