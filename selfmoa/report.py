@@ -786,7 +786,8 @@ def load_seed_run(run: str | Path) -> dict[str, Any]:
         if not need.is_file():
             raise FileNotFoundError(f"{need} is missing: run the seed run's stages 00-07b first (selfmoa run)")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    evaluated = canonical_names(artifacts.read_json(ev / "summary.json"))
+    raw = artifacts.read_json(ev / "summary.json")
+    evaluated = canonical_names(raw) | {"eval_sets": raw["eval_sets"]}  # set names are not metric names
     loop_doc = canonical_names(artifacts.read_json(ev / "loop.json"))
     variants_doc = canonical_names(artifacts.read_json(va / "variants.json"))
     names = loop_model_names(len(loop_doc["iterations"]))

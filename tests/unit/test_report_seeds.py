@@ -183,3 +183,31 @@ def test_capability_table_over_seeds() -> None:
     assert table.splitlines()[0] == "| task | metric | base | selfmoa | selfmoa - base |"
     assert plotting.plot_capability(frame).axes
     assert report.capability_summary([{"seed": 0, "capability": {}}], 10) == {}
+
+
+def test_load_seed_run_reads_a_run_folder_under_the_report_names(tmp_path: Any) -> None:
+    from selfmoa import artifacts
+
+    run, m = tmp_path / "p-seed3", {"safety": 0.5, "over_refusal": 0.1, "helpfulness": 0.7}
+    ev, va = run / "07_evaluate", run / "07b_variants"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 3\n")
+    recs = records({"harm_a": 0.5}, {"overrefusal": 0.1})  # a set whose name is also a legacy metric name
+    for name in ("base", "iter1", "iter2"):
+        artifacts.write_jsonl(ev / f"records_{name}.jsonl", recs)
+    artifacts.write_json(ev / "capability_iter2.json", {"arc_easy": {"acc": 0.5, "n": 2}})
+    models = {k: m for k in ("base", "iter1", "iter2")}
+    artifacts.write_json(ev / "summary.json", {"eval_sets": {"harm_a": N, "overrefusal": N}, "models": models})
+    artifacts.write_json(ev / "loop.json", {"iterations": [{"n_pairs": 10}, {"n_pairs": 12}], "base": {}})
+    artifacts.write_json(va / "variants.json", {"variants": [
+        {"name": "static_dpo_n8", "group": "static", "n_pairs": 8, "metrics": m},
+        {"name": "static_dpo_n4", "group": "static", "n_pairs": 4, "metrics": m}]})  # fmt: skip
+    artifacts.write_jsonl(va / "static_dpo_n8" / "records.jsonl", recs)
+    loaded = report.load_seed_run(run)
+    assert loaded["seed"] == 3 and loaded["run_id"] == "p-seed3"
+    assert loaded["evaluated"]["eval_sets"] == {"harm_a": N, "overrefusal": N}
+    assert list(loaded["records"]) == ["base", "selfmoa_iter1", "selfmoa", "static_dpo"]
+    assert loaded["n_pairs"] == {"base": 0, "selfmoa_iter1": 10, "selfmoa": 22, "static_dpo": 8}
+    assert list(loaded["capability"]) == ["selfmoa"]
+    with pytest.raises(FileNotFoundError, match="run the seed run"):
+        report.load_seed_run(tmp_path / "nothing")
