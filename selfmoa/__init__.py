@@ -58,7 +58,8 @@ Data and models (00 setup)
   variant_runs.py     each variant in its own process; loop variants in their own run folder from the main start
   efficiency.py       pairs to reach a safety target, static/Self-MOA pairs ratio with a seed-and-prompt interval
 08 report
-  report.py           summary, tables and the figures' data frames from saved results
+  report.py           one run's summary, tables and the figures' data frames from saved results
+  study_report.py     several seeds: per-seed values, means with seed-level CIs, per-set, gains, capability
   plotting.py         figures from report's frames (png + json sidecar)
   publish.py          results to data/results/<profile>/ and figures/
   render.py           executed notebooks of a run to HTML, generated text left out

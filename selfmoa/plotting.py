@@ -105,7 +105,7 @@ def _bars_with_seeds(ax: Any, df: pd.DataFrame, group: str, models: list[str]) -
 
 def plot_per_set(df: pd.DataFrame) -> Any:
     """Per held-out set: safety on each harmful set and over-refusal on each benign set, base vs final (bars:
-    mean over seeds with the seed-level 95% CI; dots: each seed), frame from `report.per_set_frame`."""
+    mean over seeds with the seed-level 95% CI; dots: each seed), frame from `study_report.per_set_frame`."""
     import matplotlib.pyplot as plt
 
     metrics = [m for m in ("safety", "over_refusal") if (df["metric"] == m).any()]
@@ -131,7 +131,7 @@ GAIN_LABELS = {
 
 def plot_seed_spread(df: pd.DataFrame) -> Any:
     """Per-seed paired changes of the final policy against base (dots) with their mean and 95% interval
-    (diamond and line), on all prompts and per set; one panel per quantity (`report.seed_spread_frame`)."""
+    (diamond and line), on all prompts and per set; one panel per quantity (`study_report.seed_spread_frame`)."""
     import matplotlib.pyplot as plt
 
     quantities = list(dict.fromkeys(df["quantity"]))
@@ -156,7 +156,7 @@ def plot_seed_spread(df: pd.DataFrame) -> Any:
 
 def plot_capability(df: pd.DataFrame) -> Any:
     """Capability per lm-eval task (primary metric), base vs final: bars are means over seeds with their 95%
-    interval (seed-and-item bootstrap, or lm-eval's stderr), dots each seed (`report.capability_frame`)."""
+    interval (seed-and-item bootstrap, or lm-eval's stderr), dots each seed (`study_report.capability_frame`)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * df["task"].nunique() + 2), 3.8))

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib
 import pytest
 
-from selfmoa import plotting, report
+from selfmoa import plotting, report, study_report
 
 matplotlib.use("Agg")
 
@@ -51,7 +51,7 @@ def seed_run(seed: int, final_unsafe_a: float, final_refused_b: float) -> dict[s
 @pytest.fixture(scope="module")
 def study() -> dict[str, Any]:
     runs = [seed_run(0, 0.2, 0.3), seed_run(1, 0.4, 0.25), seed_run(2, 0.1, 0.35)]
-    return report.cross_seed(runs, unsafe_below=0.5, n_boot=200)
+    return study_report.cross_seed(runs, unsafe_below=0.5, n_boot=200)
 
 
 def test_headline_is_the_mean_over_seeds_with_a_seed_level_interval(study: dict[str, Any]) -> None:
@@ -82,9 +82,9 @@ def test_a_bad_set_is_visible_per_set(study: dict[str, Any]) -> None:
     assert rise["mean"] == pytest.approx(100 * (0.3 - 0.05)) and rise["ci"][0] > 5
     assert per_set["benign_a"]["over_refusal"]["change_vs_base"]["selfmoa"]["mean"] == 0.0
     assert per_set["benign_b"]["helpfulness"]["change_vs_base"]["selfmoa"]["mean"] == pytest.approx(-0.05)
-    lines = report.worst_sets(per_set)
+    lines = study_report.worst_sets(per_set)
     assert "harm_b, +0.0 points" in lines and "benign_b, +25.0 points" in lines
-    table = report.gains_markdown(study["gains"], per_set)
+    table = study_report.gains_markdown(study["gains"], per_set)
     assert "| safety_gain_points | harm_b | 0.000 [0.000, 0.000] |" in table
 
 
@@ -103,7 +103,7 @@ def test_per_seed_and_by_set_tables(study: dict[str, Any]) -> None:
 
 
 def test_summary_sections_are_strict_json(study: dict[str, Any]) -> None:
-    sections = report.seed_sections(study)
+    sections = study_report.seed_sections(study)
     assert sections["seeds"] == [0, 1, 2] and sections["n_seeds"] == 3
     json.dumps(sections, allow_nan=False)
     assert set(sections["per_set"]) == {"harm_a", "harm_b", "benign_a", "benign_b"}
@@ -111,10 +111,10 @@ def test_summary_sections_are_strict_json(study: dict[str, Any]) -> None:
 
 
 def test_figures_from_the_study(study: dict[str, Any]) -> None:
-    bars = report.per_set_frame(study["per_set"])
+    bars = study_report.per_set_frame(study["per_set"])
     assert set(bars["prompt_set"]) == {"harm_a", "harm_b", "benign_a", "benign_b"}
     assert len(bars[(bars["kind"] == "seed") & (bars["model"] == "selfmoa")]) == 4 * 3
-    spread = report.seed_spread_frame(study["gains"], study["per_set"])
+    spread = study_report.seed_spread_frame(study["gains"], study["per_set"])
     assert set(spread["quantity"]) == {"safety_gain_points", "over_refusal_change_points", "helpfulness_change"}
     for fig in (plotting.plot_per_set(bars), plotting.plot_seed_spread(spread)):
         assert fig.axes
@@ -122,15 +122,15 @@ def test_figures_from_the_study(study: dict[str, Any]) -> None:
 
 def test_cross_seed_rejects_repeated_seeds_and_different_sets() -> None:
     with pytest.raises(ValueError, match="share a training seed"):
-        report.cross_seed([seed_run(0, 0.2, 0.3), seed_run(0, 0.2, 0.3)], 0.5, 50)
+        study_report.cross_seed([seed_run(0, 0.2, 0.3), seed_run(0, 0.2, 0.3)], 0.5, 50)
     other = seed_run(1, 0.2, 0.3)
     other["evaluated"] = {"eval_sets": {"harm_a": 5}}
     with pytest.raises(ValueError, match="different prompt sets"):
-        report.cross_seed([seed_run(0, 0.2, 0.3), other], 0.5, 50)
+        study_report.cross_seed([seed_run(0, 0.2, 0.3), other], 0.5, 50)
 
 
 def test_one_seed_gives_the_prompt_bootstrap_and_the_old_headline() -> None:
-    one = report.cross_seed([seed_run(0, 0.2, 0.3)], 0.5, 200)
+    one = study_report.cross_seed([seed_run(0, 0.2, 0.3)], 0.5, 200)
     sel, base = one["models"]["selfmoa"], one["models"]["base"]
     assert sel["n_seeds"] == 1 and sel["safety"] == pytest.approx(0.5)
     s = report.summary("t", "p", {}, one["models"], {}, one["gains"])
@@ -146,7 +146,7 @@ def loop_row(t: int, over: float | None) -> dict[str, Any]:
 def test_loop_curves_show_every_seed_and_the_over_refusal_attack_success() -> None:
     base = {"safety": 0.2, "safety_ci": [0.1, 0.3], "helpfulness": 0.7, "helpfulness_ci": [0.6, 0.8]}
     runs = [{"seed": s, "loop": {"iterations": [loop_row(0, 0.2), loop_row(1, 0.1)], "base": base}} for s in (0, 1)]
-    df = report.loop_frame_seeds(runs)
+    df = study_report.loop_frame_seeds(runs)
     assert set(df["seed"]) == {"0", "1"}
     over = df[df["quantity"] == "red-team over-refusal success"]
     assert list(over["value"]) == [0.2, 0.1, 0.2, 0.1]
@@ -167,7 +167,7 @@ def test_capability_table_over_seeds() -> None:
         {"seed": 0, "capability": {"base": capability_result(base), "selfmoa": capability_result([1.0] * 8 + [0.0] * 12)}},
         {"seed": 1, "capability": {"base": capability_result(base), "selfmoa": capability_result([1.0] * 10 + [0.0] * 10)}},
     ]  # fmt: skip
-    cap = report.capability_summary(runs, n_boot=200)
+    cap = study_report.capability_summary(runs, n_boot=200)
     assert cap["metric_by_task"] == {"arc_easy": "acc", "winogrande": "acc"}
     arc = cap["models"]["selfmoa"]["arc_easy"]
     assert arc["value"] == pytest.approx(0.45) and arc["per_seed"] == {"0": 0.4, "1": 0.5}
@@ -177,12 +177,12 @@ def test_capability_table_over_seeds() -> None:
     assert change["mean"] == pytest.approx(-0.05) and change["per_seed"] == {"0": pytest.approx(-0.1), "1": 0.0}
     assert cap["within_base_ci"]["selfmoa"]["arc_easy"] is True
     assert "winogrande" not in cap["change_vs_base"]["selfmoa"]  # no per-item scores: no paired change
-    frame = report.capability_frame(cap)
+    frame = study_report.capability_frame(cap)
     assert len(frame[frame["kind"] == "mean"]) == 4 and len(frame[frame["kind"] == "seed"]) == 8
-    table = report.capability_markdown(cap)
+    table = study_report.capability_markdown(cap)
     assert table.splitlines()[0] == "| task | metric | base | selfmoa | selfmoa - base |"
     assert plotting.plot_capability(frame).axes
-    assert report.capability_summary([{"seed": 0, "capability": {}}], 10) == {}
+    assert study_report.capability_summary([{"seed": 0, "capability": {}}], 10) == {}
 
 
 def test_load_seed_run_reads_a_run_folder_under_the_report_names(tmp_path: Any) -> None:
@@ -203,11 +203,11 @@ def test_load_seed_run_reads_a_run_folder_under_the_report_names(tmp_path: Any) 
         {"name": "static_dpo_n8", "group": "static", "n_pairs": 8, "metrics": m},
         {"name": "static_dpo_n4", "group": "static", "n_pairs": 4, "metrics": m}]})  # fmt: skip
     artifacts.write_jsonl(va / "static_dpo_n8" / "records.jsonl", recs)
-    loaded = report.load_seed_run(run)
+    loaded = study_report.load_seed_run(run)
     assert loaded["seed"] == 3 and loaded["run_id"] == "p-seed3"
     assert loaded["evaluated"]["eval_sets"] == {"harm_a": N, "overrefusal": N}
     assert list(loaded["records"]) == ["base", "selfmoa_iter1", "selfmoa", "static_dpo"]
     assert loaded["n_pairs"] == {"base": 0, "selfmoa_iter1": 10, "selfmoa": 22, "static_dpo": 8}
     assert list(loaded["capability"]) == ["selfmoa"]
     with pytest.raises(FileNotFoundError, match="run the seed run"):
-        report.load_seed_run(tmp_path / "nothing")
+        study_report.load_seed_run(tmp_path / "nothing")
