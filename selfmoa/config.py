@@ -213,7 +213,6 @@ class JudgeConfig:
         return is_unsafe(safety, self.unsafe_below)
 
 
-
 @dataclass(frozen=True)
 class PairConfig:
     """Stage 05: preference pairs (rule not from the paper)."""
