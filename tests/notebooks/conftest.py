@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from selfmoa import pipeline
+from selfmoa.config import load
 from selfmoa.paths import CONFIGS
 
 SMOKE = CONFIGS / "smoke.yaml"
@@ -31,8 +32,12 @@ class SmokeRun:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    """Every notebook of the smoke profile executed once with papermill (the shared model caches are reused)."""
+    """Every notebook of the smoke profile executed once with papermill (the shared model caches are reused).
+
+    The run folder is the default one (`smoke-seed0`), so the two-seed study test reuses it as its seed 0.
+    """
     runs = tmp_path_factory.mktemp("smoke_runs")
     overrides = [f"runs_dir={runs}"]
-    summary = pipeline.run(SMOKE, "smoke", overrides)
-    return SmokeRun(runs, "smoke", overrides, summary)
+    run_id = pipeline.default_run_id(load(SMOKE, overrides))
+    summary = pipeline.run(SMOKE, run_id, overrides)
+    return SmokeRun(runs, run_id, overrides, summary)
