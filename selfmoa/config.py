@@ -298,34 +298,6 @@ class StudyConfig:
         [0.1, 0.2, 0.3, 0.4], "fractions of training safety decisions flipped (0 is the loop itself)", 0.0, 1.0
     )
     objective_ablations: bool = _f(True, "train safety-only and helpfulness-only variants")
-
-
-@dataclass(frozen=True)
-class CapabilityConfig:
-    """Stage 07: general capability with lm-evaluation-harness on packaged offline copies (selfmoa.capability)."""
-
-    enabled: bool = _f(False, "score base and aligned models on the capability tasks (lm-eval, zero-shot)")
-    tasks: list[str] = _f(
-        ["hellaswag", "winogrande", "lambada_openai", "arc_easy", "arc_challenge", "piqa", "boolq", "mmlu"],
-        "lm-eval tasks (any of hellaswag, winogrande, lambada_openai, arc_easy, arc_challenge, piqa, boolq, mmlu)",
-    )
-    n_per_task: int = _f(0, "fixed-seed sample of items per task (0 = the full set)", 0, 1_000_000)
-    seed: int = _f(1234, "seed of the item sample (the same items for every model and run seed)", 0, 2**31 - 1)
-    batch_size: int = _f(16, "lm-eval batch size (log-likelihood requests per forward pass)", 1, 4096)
-    bootstrap_iters: int = _f(
-        1000, "lm-eval bootstrap resamples for stderrs without a closed form (perplexity)", 0, 1_000_000
-    )
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """The whole study."""
-
-    profile: str = _f("cpu", "profile name (results go to data/results/<profile>/)")
-    seed: int = _f(0, "base seed; every stage derives its own", 0, 2**31 - 1)
-    iterations: int = _f(2, "closed-loop iterations T", 0, 100)
-    policy: PolicySpec = field(default_factory=PolicySpec, metadata={"help": "the policy being aligned"})
-    attacker: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "red-team attacker LM"})
     schedule_sizes: list[int] = _f(
         [],
         "pairs per round of the fair data-efficiency comparison, each run for all `iterations` rounds: the static "
@@ -362,6 +334,34 @@ class RunConfig:
         "lm-eval capability (the capability section) of each fair curve's largest-size final model",
         keyed_when_changed=True,
     )
+
+
+@dataclass(frozen=True)
+class CapabilityConfig:
+    """Stage 07: general capability with lm-evaluation-harness on packaged offline copies (selfmoa.capability)."""
+
+    enabled: bool = _f(False, "score base and aligned models on the capability tasks (lm-eval, zero-shot)")
+    tasks: list[str] = _f(
+        ["hellaswag", "winogrande", "lambada_openai", "arc_easy", "arc_challenge", "piqa", "boolq", "mmlu"],
+        "lm-eval tasks (any of hellaswag, winogrande, lambada_openai, arc_easy, arc_challenge, piqa, boolq, mmlu)",
+    )
+    n_per_task: int = _f(0, "fixed-seed sample of items per task (0 = the full set)", 0, 1_000_000)
+    seed: int = _f(1234, "seed of the item sample (the same items for every model and run seed)", 0, 2**31 - 1)
+    batch_size: int = _f(16, "lm-eval batch size (log-likelihood requests per forward pass)", 1, 4096)
+    bootstrap_iters: int = _f(
+        1000, "lm-eval bootstrap resamples for stderrs without a closed form (perplexity)", 0, 1_000_000
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole study."""
+
+    profile: str = _f("cpu", "profile name (results go to data/results/<profile>/)")
+    seed: int = _f(0, "base seed; every stage derives its own", 0, 2**31 - 1)
+    iterations: int = _f(2, "closed-loop iterations T", 0, 100)
+    policy: PolicySpec = field(default_factory=PolicySpec, metadata={"help": "the policy being aligned"})
+    attacker: ModelSpec = field(default_factory=ModelSpec, metadata={"help": "red-team attacker LM"})
     cache_dir: str = _f("data/cache", "where materialized models and generation caches live")
     runs_dir: str = _f("data/runs", "where run folders are written")
     stages: list[str] = _f([], "notebook stems to run (empty = all that exist)")
