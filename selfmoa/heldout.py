@@ -124,31 +124,44 @@ def evaluate_model(
     return [{**r, "reference_similarity": s, "topicality": t} for r, s, t in zip(records, sims, topical, strict=True)]
 
 
+def _each_model(ctx: Any, label: str, path_of: Any, compute: Any, read: Any, write: Any) -> dict[str, Any]:
+    """`compute(model, tok, name)` for every model of the run (`model_names`), one in memory at a time, or
+    `read(path)` where a complete stage saved it; each result is written with `write(path, result)` as it
+    finishes and timed as `<label>_<model>`."""
+    from selfmoa import policy
+    from selfmoa.models import release_memory
+
+    out = {}
+    for k, name in enumerate(model_names(ctx.cfg)):
+        path = path_of(name)
+        if ctx.complete and path.is_file():
+            out[name] = read(path)
+            continue
+        t0 = time.time()
+        model, tok = policy.load_policy(ctx.cfg, ctx.run, k)
+        out[name] = compute(model, tok, name)
+        write(path, out[name])
+        ctx.timed(f"{label}_{name}", time.time() - t0)
+        del model
+        release_memory()  # one policy at a time: give the last one's memory back before the next loads
+    return out
+
+
 def evaluate_run(ctx: Any, rows: Sequence[dict[str, Any]], judges: tuple[Any, Any]) -> dict[str, list[dict[str, Any]]]:
     """Records of every model of the run (`model_names`), evaluated one at a time, or loaded when saved.
 
     Writes `records_<model>.jsonl` and `perplexity_<model>.json` into the stage folder as each model finishes.
     """
-    from selfmoa import policy
-    from selfmoa.models import release_memory
 
-    records = {}
-    for k, name in enumerate(model_names(ctx.cfg)):
-        path = ctx.path(f"records_{name}.jsonl")
-        if ctx.complete and path.is_file():
-            records[name] = artifacts.read_jsonl(path)
-            continue
-        t0 = time.time()
-        model, tok = policy.load_policy(ctx.cfg, ctx.run, k)
+    def compute(model: Any, tok: Any, name: str) -> list[dict[str, Any]]:
         answered = evaluate_model(model, tok, rows, ctx.cfg, judges, ctx.seed)
         ppl = benign_reference_perplexity(model, tok, rows)
-        records[name] = [{**r, "model": name} for r in answered]
-        artifacts.write_jsonl(path, records[name])
-        ctx.timed(f"evaluate_{name}", time.time() - t0)
         artifacts.write_json(ctx.path(f"perplexity_{name}.json"), {"reference_perplexity": ppl})
-        del model
-        release_memory()  # one policy at a time: give the last one's memory back before the next loads
-    return records
+        return [{**r, "model": name} for r in answered]
+
+    return _each_model(
+        ctx, "evaluate", lambda n: ctx.path(f"records_{n}.jsonl"), compute, artifacts.read_jsonl, artifacts.write_jsonl
+    )
 
 
 def capability_run(ctx: Any) -> dict[str, dict[str, Any]]:
@@ -158,27 +171,20 @@ def capability_run(ctx: Any) -> dict[str, dict[str, Any]]:
 
     Writes `capability_<model>.json` into the stage folder as each model finishes; a complete stage loads them.
     """
-    from selfmoa import policy
     from selfmoa.capability import evaluate_capability
-    from selfmoa.models import release_memory
     from selfmoa.paths import resolve_path
 
     if not ctx.cfg.capability.enabled:
         return {}
-    out = {}
-    for k, name in enumerate(model_names(ctx.cfg)):
-        path = ctx.path(f"capability_{name}.json")
-        if ctx.complete and path.is_file():
-            out[name] = artifacts.read_json(path)
-            continue
-        t0 = time.time()
-        model, tok = policy.load_policy(ctx.cfg, ctx.run, k)
-        out[name] = evaluate_capability(model, tok, ctx.cfg.capability, resolve_path(ctx.cfg.cache_dir), items=True)
-        artifacts.write_json(path, out[name])
-        ctx.timed(f"capability_{name}", time.time() - t0)
-        del model
-        release_memory()
-    return out
+    cache = resolve_path(ctx.cfg.cache_dir)
+    return _each_model(
+        ctx,
+        "capability",
+        lambda n: ctx.path(f"capability_{n}.json"),
+        lambda model, tok, name: evaluate_capability(model, tok, ctx.cfg.capability, cache, items=True),
+        artifacts.read_json,
+        artifacts.write_json,
+    )
 
 
 def capability_frame(results: dict[str, dict[str, Any]]) -> Any:
