@@ -351,6 +351,11 @@ class CapabilityConfig:
     bootstrap_iters: int = _f(
         1000, "lm-eval bootstrap resamples for stderrs without a closed form (perplexity)", 0, 1_000_000
     )
+    models: list[str] = _f(
+        [],
+        "models of the run to score: 'base', 'final' (the last iteration) or 'iter<k>'; empty = every model",
+        keyed_when_changed=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -639,6 +644,8 @@ def check_names(cfg: RunConfig) -> RunConfig:
         )
     for key in ("train", "reset"):
         _check_list(getattr(cfg, key).target_modules, f"{key}.target_modules", empty_ok=False)
+    known_models = ["base", "final", *(f"iter{t + 1}" for t in range(cfg.iterations))]
+    _check_list(cfg.capability.models, "capability.models", known=known_models)
     return cfg
 
 

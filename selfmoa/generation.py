@@ -65,14 +65,22 @@ def generation_cache(cfg: Any) -> GenerationCache:
     return GenerationCache(Path(cfg.cache_dir) / "generations.sqlite")
 
 
-def cache_key(model_id: str, system: str | None, prompt: str, settings: SamplingSettings, index: int) -> str:
-    """Key of one generated sample; greedy decoding ignores the seed and sample index."""
+def batch_context(texts: list[str], batch: list[int], index: int) -> str:
+    """Digest of one generation batch (its position and every chat text in it, in order)."""
+    return hashlib.sha256(json.dumps([index, [texts[i] for i in batch]]).encode()).hexdigest()
+
+
+def cache_key(
+    model_id: str, system: str | None, prompt: str, settings: SamplingSettings, index: int, context: str = ""
+) -> str:
+    """Key of one generated sample; greedy decoding ignores the seed and sample index. `context` names the batch
+    it was generated in (`batch_context`), so a cached sample is reused only inside the same batch."""
     fields = asdict(settings)
     if settings.temperature == 0.0:
         fields.pop("seed")
         fields.pop("top_p")
         index = 0
-    blob = json.dumps([model_id, system, prompt, fields, index], sort_keys=True)
+    blob = json.dumps([model_id, system, prompt, fields, index, context], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -166,7 +174,7 @@ def generate(
         prompts: user messages; the chat template (and `system`, if given) is applied inside.
         temperature: 0 = greedy (then only one distinct sample is computed and repeated).
         seed: base seed; each batch is seeded from it, so results do not depend on the cache state.
-        cache: optional on-disk cache; keys cover model, system, prompt, settings, seed and sample index.
+        cache: optional on-disk cache; keys cover model, system, prompt, settings, seed, sample index and batch.
         decoder: 'fast' (`selfmoa.fast_decode`; models or settings it does not handle use the reference) or
             'reference' (`model.generate`); keys of fast outputs name the decoder.
 
@@ -188,36 +196,33 @@ def generate(
     if check_decoder(decoder) == "fast" and (reason := unsupported_reason(model, settings.repetition_penalty)):
         log.debug("reference decoder for this call: %s", reason)
         decoder = "reference"
-    results: list[list[str] | None] = [None] * len(prompts)
-    keys: list[list[str]] = []
-    if cache is not None:
-        mid = model_fingerprint(model) + ("" if decoder == "reference" else f"|decoder:{decoder}")
-        keys = [[cache_key(mid, system, p, settings, j) for j in range(n)] for p in prompts]
-        hit = cache.get_many([k for ks in keys for k in ks])
-        for i, ks in enumerate(keys):
-            if all(k in hit for k in ks):
-                results[i] = [hit[k] for k in ks]
-    todo = [i for i, r in enumerate(results) if r is None]
-    if todo:
-        texts = chat_texts(tokenizer, [prompts[i] for i in todo], system)
-        lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        batches = length_sorted_batches(lengths, batch_size)
-        bar = tqdm(total=len(todo), desc=desc, disable=not progress, leave=False)
-        for b, batch in enumerate(batches):
+    # Batches are formed over every prompt and a batch is reused only when all of it is cached under keys that
+    # name the whole batch: what a prompt gets (sampled or greedy, whose padding differs with its neighbours)
+    # then depends on the call alone, never on what an earlier call left in the cache.
+    texts = chat_texts(tokenizer, prompts, system)
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    batches = length_sorted_batches(lengths, batch_size)
+    mid = model_fingerprint(model) + ("" if decoder == "reference" else f"|decoder:{decoder}")
+    results: list[list[str]] = [[] for _ in prompts]
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
+    for b, batch in enumerate(batches):
+        context = batch_context(texts, batch, b)
+        keys = {i: [cache_key(mid, system, prompts[i], settings, j, context) for j in range(n)] for i in batch}
+        hit = cache.get_many([k for ks in keys.values() for k in ks]) if cache is not None else {}
+        if all(k in hit for ks in keys.values() for k in ks):
+            for i in batch:
+                results[i] = [hit[k] for k in keys[i]]
+        else:
             outs = _generate_batch(
-                model, tokenizer, [texts[j] for j in batch], settings, n, derive_seed(seed, "generate", b), decoder
+                model, tokenizer, [texts[i] for i in batch], settings, n, derive_seed(seed, "generate", b), decoder
             )
-            fresh: dict[str, str] = {}
-            for j, o in zip(batch, outs, strict=True):
-                i = todo[j]
+            for i, o in zip(batch, outs, strict=True):
                 results[i] = o
-                if cache is not None:
-                    fresh.update(zip(keys[i], o, strict=True))
-            if cache is not None and fresh:
-                cache.put_many(fresh)
-            bar.update(len(batch))
-        bar.close()
-    done = [r if r is not None else [] for r in results]
+            if cache is not None:
+                cache.put_many({k: v for i, o in zip(batch, outs, strict=True) for k, v in zip(keys[i], o, strict=True)})
+        bar.update(len(batch))
+    bar.close()
+    done = results
     if n != num_return_sequences:
         done = [r * num_return_sequences for r in done]
     return done

@@ -124,15 +124,30 @@ def evaluate_model(
     return [{**r, "reference_similarity": s, "topicality": t} for r, s, t in zip(records, sims, topical, strict=True)]
 
 
-def _each_model(ctx: Any, label: str, path_of: Any, compute: Any, read: Any, write: Any) -> dict[str, Any]:
-    """`compute(model, tok, name)` for every model of the run (`model_names`), one in memory at a time, or
-    `read(path)` where a complete stage saved it; each result is written with `write(path, result)` as it
-    finishes and timed as `<label>_<model>`."""
+def selected_models(cfg: Any, wanted: Sequence[str] = ()) -> list[str]:
+    """The run's models (`model_names`) named in `wanted` ('base', 'final' = the last one, 'iter<k>'), in run
+    order; every model when `wanted` is empty."""
+    names = model_names(cfg)
+    if not wanted:
+        return names
+    chosen = {names[-1] if w == "final" else w for w in wanted}
+    return [n for n in names if n in chosen]
+
+
+def _each_model(
+    ctx: Any, label: str, path_of: Any, compute: Any, read: Any, write: Any, wanted: Sequence[str] = ()
+) -> dict[str, Any]:
+    """`compute(model, tok, name)` for every model of the run named in `wanted` (`selected_models`; all when
+    empty), one in memory at a time, or `read(path)` where a complete stage saved it; each result is written
+    with `write(path, result)` as it finishes and timed as `<label>_<model>`."""
     from selfmoa import policy
     from selfmoa.models import release_memory
 
     out = {}
+    chosen = selected_models(ctx.cfg, wanted)
     for k, name in enumerate(model_names(ctx.cfg)):
+        if name not in chosen:
+            continue
         path = path_of(name)
         if ctx.complete and path.is_file():
             out[name] = read(path)
@@ -165,9 +180,9 @@ def evaluate_run(ctx: Any, rows: Sequence[dict[str, Any]], judges: tuple[Any, An
 
 
 def capability_run(ctx: Any) -> dict[str, dict[str, Any]]:
-    """lm-eval capability of every model of the run (`selfmoa.capability.evaluate_capability`, per-item scores
-    kept for paired and seed-level intervals), one model in memory at a time; {} when `capability.enabled` is
-    false.
+    """lm-eval capability of the run's models named in `capability.models` (all when empty;
+    `selfmoa.capability.evaluate_capability`, per-item scores kept for paired and seed-level intervals), one model
+    in memory at a time; {} when `capability.enabled` is false.
 
     Writes `capability_<model>.json` into the stage folder as each model finishes; a complete stage loads them.
     """
@@ -184,6 +199,7 @@ def capability_run(ctx: Any) -> dict[str, dict[str, Any]]:
         lambda model, tok, name: evaluate_capability(model, tok, ctx.cfg.capability, cache, items=True),
         artifacts.read_json,
         artifacts.write_json,
+        ctx.cfg.capability.models,
     )
 
 

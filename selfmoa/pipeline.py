@@ -31,6 +31,7 @@ from selfmoa.stages import (
     ONCE_AFTER,
     ONCE_BEFORE,
     REPORT_STAGE,
+    VARIANTS_STAGE,
     report_dependencies,
     seed_run_id,
     study_id,
@@ -321,18 +322,25 @@ def study(
     started = time.time()
     out: dict[str, Any] = {"study_id": sp.study_id, "config": sp.config_path, "seeds": sp.seeds, "runs": []}
     with runlock.hold(folder):
-        for r in sp.runs:
-            with runlock.hold(run_dir(cfg.runs_dir, r.run_id)):
-                summary = run(
-                    sp.config_path,
-                    r.run_id,
-                    list(r.overrides),
-                    force=force,
-                    kernel_name=kernel_name,
-                    log_output=log_output,
-                    skip=(REPORT_STAGE,),
-                )
-            out["runs"].append({"seed": r.seed, **summary})
+        # Every seed's loop and evaluation first, then every seed's variants: the headline runs come before the
+        # longest and least central stage.
+        per_seed: dict[int, dict[str, Any]] = {}
+        for phase in ({"skip": (REPORT_STAGE, VARIANTS_STAGE)}, {"only": (VARIANTS_STAGE,)}):
+            for r in sp.runs:
+                with runlock.hold(run_dir(cfg.runs_dir, r.run_id)):
+                    summary = run(
+                        sp.config_path,
+                        r.run_id,
+                        list(r.overrides),
+                        force=force,
+                        kernel_name=kernel_name,
+                        log_output=log_output,
+                        **phase,
+                    )
+                done = per_seed.setdefault(r.seed, {"seed": r.seed, **summary, "steps": [], "seconds": 0.0})
+                done["steps"] += summary["steps"]
+                done["seconds"] = round(done["seconds"] + summary["seconds"], 2)
+        out["runs"] = [per_seed[r.seed] for r in sp.runs]
         out["report"] = run(
             sp.config_path,
             sp.study_id,

@@ -34,6 +34,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 
 
 REPORT_STAGE = "08_report"
+VARIANTS_STAGE = "07b_variants"
 # What 08_report reads from every seed run it reports on.
 REPORT_INPUTS: tuple[str, ...] = ("07_evaluate", "07b_variants")
 

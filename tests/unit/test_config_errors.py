@@ -20,6 +20,7 @@ from selfmoa.paths import ROOT
 # (id, YAML text, fragment the single error line must contain)
 CASES: list[tuple[str, str, str]] = [
     ("unknown_key", "bogus: 1", "bogus: unknown key"),
+    ("unknown_capability_model", "capability: {models: [base, iter9]}", "capability.models: unknown name 'iter9'"),
     ("unknown_nested_key", "train: {bta: 0.1}", "train.bta: unknown key"),
     ("not_a_number", "train: {beta: fast}", "train.beta: expected a number"),
     ("nan", "train: {beta: .nan}", "train.beta: expected a finite number"),

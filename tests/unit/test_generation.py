@@ -65,3 +65,15 @@ def test_real_batched_generation_matches_single_and_caches(smollm, tmp_path: Pat
         progress=False,
     )
     assert a == b
+
+
+def test_sampled_outputs_do_not_depend_on_what_the_cache_holds(smollm, tmp_path: Path) -> None:
+    """A cache warmed by a call over part of the prompts must not change what a later call over all of them gets."""
+    model, tok = smollm
+    prompts = ["Tell me a fact about owls.", "Give me a word that rhymes with cat.", "Name a colour."]
+    kw = dict(max_new_tokens=6, temperature=1.0, num_return_sequences=2, seed=5, batch_size=2, progress=False)
+    cold = generate(model, tok, prompts, **kw)
+    warm_cache = GenerationCache(tmp_path / "warm.sqlite")
+    generate(model, tok, prompts[1:], cache=warm_cache, **kw)
+    assert generate(model, tok, prompts, cache=warm_cache, **kw) == cold
+    assert generate(model, tok, prompts, cache=warm_cache, **kw) == cold

@@ -63,3 +63,14 @@ def test_summaries_paired_loop_rows_and_documents(tmp_path: Path) -> None:
     assert set(by_set["model"]) == {"base", "iter1"}
     published = heldout.published(docs, by_set, "judges")
     assert sorted(published) == ["base.json", "eval.json", "eval_by_set.csv", "judges.csv", "loop.json"]
+
+
+def test_selected_models_names_base_final_and_rounds() -> None:
+    from types import SimpleNamespace
+
+    from selfmoa.heldout import selected_models
+
+    cfg = SimpleNamespace(iterations=3)
+    assert selected_models(cfg) == ["base", "iter1", "iter2", "iter3"]
+    assert selected_models(cfg, ["final", "base"]) == ["base", "iter3"]
+    assert selected_models(cfg, ["iter2"]) == ["iter2"]
