@@ -219,7 +219,9 @@ def generate(
             for i, o in zip(batch, outs, strict=True):
                 results[i] = o
             if cache is not None:
-                cache.put_many({k: v for i, o in zip(batch, outs, strict=True) for k, v in zip(keys[i], o, strict=True)})
+                cache.put_many(
+                    {k: v for i, o in zip(batch, outs, strict=True) for k, v in zip(keys[i], o, strict=True)}
+                )
         bar.update(len(batch))
     bar.close()
     done = results
