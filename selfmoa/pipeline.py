@@ -321,6 +321,11 @@ def study(
     folder = run_dir(cfg.runs_dir, sp.study_id)
     started = time.time()
     out: dict[str, Any] = {"study_id": sp.study_id, "config": sp.config_path, "seeds": sp.seeds, "runs": []}
+
+    def run_one(run_id: str, overrides: Sequence[str], **which: Any) -> dict[str, Any]:
+        return run(sp.config_path, run_id, list(overrides), force=force, kernel_name=kernel_name,
+                   log_output=log_output, **which)  # fmt: skip
+
     with runlock.hold(folder):
         # Every seed's loop and evaluation first, then every seed's variants: the headline runs come before the
         # longest and least central stage.
@@ -328,29 +333,12 @@ def study(
         for phase in ({"skip": (REPORT_STAGE, VARIANTS_STAGE)}, {"only": (VARIANTS_STAGE,)}):
             for r in sp.runs:
                 with runlock.hold(run_dir(cfg.runs_dir, r.run_id)):
-                    summary = run(
-                        sp.config_path,
-                        r.run_id,
-                        list(r.overrides),
-                        force=force,
-                        kernel_name=kernel_name,
-                        log_output=log_output,
-                        **phase,
-                    )
+                    summary = run_one(r.run_id, r.overrides, **phase)
                 done = per_seed.setdefault(r.seed, {"seed": r.seed, **summary, "steps": [], "seconds": 0.0})
                 done["steps"] += summary["steps"]
                 done["seconds"] = round(done["seconds"] + summary["seconds"], 2)
         out["runs"] = [per_seed[r.seed] for r in sp.runs]
-        out["report"] = run(
-            sp.config_path,
-            sp.study_id,
-            list(sp.overrides),
-            force=force,
-            kernel_name=kernel_name,
-            log_output=log_output,
-            only=(REPORT_STAGE,),
-            seed_runs=sp.seed_runs,
-        )
+        out["report"] = run_one(sp.study_id, sp.overrides, only=(REPORT_STAGE,), seed_runs=sp.seed_runs)
         out["seconds"] = round(time.time() - started, 2)
         write_json(folder / "study.json", out)
     return out
