@@ -3,6 +3,7 @@
     python -m benchmarks.run                          # generation, training, judging, e2e (smoke)
     python -m benchmarks.run --only judging,training  # some of them
     python -m benchmarks.run --only e2e_cpu           # the full cpu profile end to end (hours; never by default)
+    python -m benchmarks.run --only e2e_study_cpu     # `make study` (cpu, seeds 0 1 2) end to end (hours)
     python -m benchmarks.run --quick                  # tiny sizes, written to a temporary file unless --output
 
 Each record says the load average before and after its benchmark: figures taken on a busy machine are
@@ -23,13 +24,14 @@ from benchmarks.common import RESULTS_PATH, loadavg, run_meta, timed, write_resu
 
 log = logging.getLogger("benchmarks")
 
-# benchmark name -> (module, function); the default set leaves out e2e_cpu
+# benchmark name -> (module, function); the default set leaves out e2e_cpu and e2e_study_cpu (hours)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "generation": ("benchmarks.generation", "run"),
     "training": ("benchmarks.training", "run"),
     "judging": ("benchmarks.judging", "run"),
     "e2e": ("benchmarks.e2e", "run_smoke"),
     "e2e_cpu": ("benchmarks.e2e", "run_cpu"),
+    "e2e_study_cpu": ("benchmarks.study", "run"),
 }
 DEFAULT = ("generation", "training", "judging", "e2e")
 QUICK_OUTPUT = Path(tempfile.gettempdir()) / "selfmoa-benchmarks-quick.json"

@@ -215,3 +215,25 @@ def test_cpu_info_reads_model_and_bf16_amx_flags() -> None:
     assert info["bf16"] and info["amx"] and info["flags"]["amx_tile"] and not info["flags"]["amx_int8"]
     epyc = cpu_info("model name\t: AMD EPYC\nflags\t: avx2 avx512f avx512_bf16\n")
     assert epyc["bf16"] and not epyc["amx"]
+
+
+def test_study_record_sums_stage_minutes_and_checks_the_targets() -> None:
+    from benchmarks.study import stage_minutes, study_record
+
+    step = lambda name, s: {"step": name, "ran": True, "seconds": s}  # noqa: E731
+    study = {
+        "config": "configs/cpu.yaml",
+        "seeds": [0, 1],
+        "seconds": 6000.0,
+        "runs": [
+            {"seed": 0, "seconds": 3000.0, "steps": [step("02_redteam@0", 60.0), step("02_redteam@1", 120.0)]},
+            {"seed": 1, "seconds": 2900.0, "steps": [step("07_evaluate", 600.0)]},
+        ],
+        "report": {"seconds": 100.0, "steps": [step("08_report", 100.0)]},
+    }
+    assert stage_minutes(study) == {"02_redteam": 3.0, "07_evaluate": 10.0, "08_report": 1.67}
+    rec = study_record(study, 3 << 30, "test")
+    assert rec["project"] == 100.0 and rec["met"] is False  # 100 min > 90
+    assert rec["details"]["minutes_per_seed"] == {"0": 50.0, "1": 48.33}
+    assert study_record({**study, "seconds": 5000.0}, 3 << 30, "test")["met"] is True
+    assert study_record({**study, "seconds": 5000.0}, None, "test")["met"] is False  # memory not measured

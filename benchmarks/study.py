@@ -1,0 +1,110 @@
+"""End to end: wall time and peak memory of a multi-seed study (`selfmoa study --seeds ...`, what `make study` runs).
+
+`run` measures a fresh study in a temporary folder (`publish=false`, fresh runs and caches, the materialized model
+shared as in `benchmarks.e2e`): the `cpu` profile for seeds 0, 1 and 2 (hours on 2 cores; never part of the default
+set), or with `quick` the smoke profile for seeds 0 and 1. `study_record` turns a study's own `study.json` (per seed
+and stage wall seconds) into a record, so the reference study itself can be recorded without running it twice:
+
+    python -m benchmarks.study --record data/runs/cpu-study --peak-rss-gib 2.9
+
+Targets (issue: a 3-seed `cpu` study within an afternoon): at most 90 min, peak RSS at most 4 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS_PATH, check, record, run_meta, write_results
+from benchmarks.e2e import GIB, _model_cache, measured_run
+
+NAME = "e2e_study_cpu"
+MAX_MINUTES = 90.0
+
+
+def study_command(config: str, seeds: list[int], runs_dir: Path, cache_dir: Path) -> list[str]:
+    """The `selfmoa study` command line for fresh folders (same interpreter as the benchmark)."""
+    sets = [f"runs_dir={runs_dir}", f"cache_dir={cache_dir}", "publish=false"]
+    cmd = [sys.executable, "-m", "selfmoa.cli", "study", "--config", config, "--seeds", *map(str, seeds)]
+    return cmd + [a for s in sets for a in ("--set", s)]
+
+
+def stage_minutes(study: dict[str, Any]) -> dict[str, float]:
+    """Wall minutes per stage (loop stages summed over rounds) over every seed run and the report."""
+    out: dict[str, float] = defaultdict(float)
+    for step in [s for r in study["runs"] for s in r["steps"]] + list(study["report"]["steps"]):
+        out[step["step"].split("@")[0]] += step["seconds"] / 60
+    return {k: round(v, 2) for k, v in sorted(out.items())}
+
+
+def study_record(study: dict[str, Any], peak_rss_bytes: int | None, how: str) -> dict[str, Any]:
+    """A benchmark record of a finished study from its `study.json` (`selfmoa.pipeline.study`).
+
+    Args:
+        study: the parsed `study.json`.
+        peak_rss_bytes: peak resident memory, as measured by `how` (None when not measured).
+        how: how the study was run and its memory measured (goes into the details).
+    """
+    minutes = study["seconds"] / 60
+    checks = [check("study minutes", minutes, "<=", MAX_MINUTES)]
+    checks.append(check("peak RSS GiB", None if peak_rss_bytes is None else peak_rss_bytes / GIB, "<=", 4.0))
+    details = {
+        "config": study["config"],
+        "seeds": study["seeds"],
+        "how": how,
+        "minutes_per_seed": {str(r["seed"]): round(r["seconds"] / 60, 2) for r in study["runs"]},
+        "report_minutes": round(study["report"]["seconds"] / 60, 2),
+        "minutes_per_stage": stage_minutes(study),
+        "peak_rss_gib": None if peak_rss_bytes is None else peak_rss_bytes / GIB,
+    }
+    return record(
+        baseline=None,
+        project=minutes,
+        ratio=None,
+        ratio_definition="none (wall minutes of the whole study)",
+        unit="min",
+        checks=checks,
+        details=details,
+    )
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """A fresh study, measured: `cpu` seeds 0-2, or with `quick` the smoke profile's seeds 0-1."""
+    config, seeds = ("configs/smoke.yaml", [0, 1]) if quick else ("configs/cpu.yaml", [0, 1, 2])
+    tmp = Path(tempfile.mkdtemp(prefix="selfmoa-bench-study-"))
+    runs_dir, cache_dir = tmp / "runs", tmp / "cache"
+    _model_cache(cache_dir)
+    measured = measured_run(study_command(config, seeds, runs_dir, cache_dir), tmp / "study.log")
+    profile = Path(config).stem
+    study = json.loads((runs_dir / f"{profile}-study" / "study.json").read_text())
+    shutil.rmtree(tmp)
+    how = "benchmarks.study.run: fresh folders, publish=false; peak RSS summed over the process tree (0.2 s samples)"
+    return study_record(study, measured["peak_rss_bytes"], how)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`--record DIR`: merge the record of the finished study in DIR into benchmarks/results.json."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.study", description=__doc__.splitlines()[0])
+    parser.add_argument("--record", type=Path, required=True, help="a study folder holding study.json")
+    parser.add_argument("--peak-rss-gib", type=float, help="peak RSS measured while the study ran")
+    parser.add_argument("--how", default="the reference `make study` run; peak RSS: getrusage of its largest process")
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH)
+    args = parser.parse_args(argv)
+    path = args.record / "study.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no study.json; run `make study` (or `selfmoa study`) first")
+    peak = None if args.peak_rss_gib is None else int(args.peak_rss_gib * GIB)
+    rec = study_record(json.loads(path.read_text()), peak, args.how)
+    write_results(args.output, run_meta(), {NAME: rec})
+    print(f"{NAME}: {rec['project']:.1f} min, met: {rec['met']}; results: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
