@@ -382,6 +382,10 @@ class RunConfig:
     capability: CapabilityConfig = field(default_factory=CapabilityConfig, metadata={"help": "stage 07 (lm-eval)"})
 
 
+# Numbers in exponent notation without a dot (1e-3, 5E+4), which PyYAML leaves as strings.
+_EXPONENT_NUMBER = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+
+
 def _check_type(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against a type annotation; return it (ints are accepted for floats)."""
     origin = typing.get_origin(tp)
@@ -409,6 +413,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         kt, vt = typing.get_args(tp)
         return {_check_type(k, kt, where): _check_type(v, vt, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
         if not math.isfinite(value):

@@ -58,6 +58,15 @@ def test_overrides_dict_and_strings(tmp_path: Path) -> None:
         C.load(path, ["train.beta"])
 
 
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    """PyYAML reads 1e-3 as a string; float fields accept it, from files and from --set."""
+    path = _write(tmp_path, "train: {learning_rate: 2e-4}")
+    assert C.load(path).train.learning_rate == 2e-4
+    assert C.load(path, ["train.learning_rate=1e-3"]).train.learning_rate == 1e-3
+    with pytest.raises(C.ConfigError, match="train.learning_rate: expected a number"):
+        C.load(path, ["train.learning_rate=1e-3x"])
+
+
 def test_hash_changes_with_values_and_configs_are_frozen() -> None:
     a, b = C.RunConfig(), C.from_dict(C.RunConfig, {"train": {"beta": 0.5}})
     assert C.config_hash(a) != C.config_hash(b)
