@@ -134,6 +134,12 @@ class RedTeamConfig:
     n_contrast_candidates: int = _f(
         32, "contrast candidates proposed per iteration, before the eval guard, dedup and selection", 0, 1_000_000
     )
+    contrast_top_up: bool = _f(
+        False,
+        "fill the n_contrast places the refused contrast prompts leave with ones the policy answered (their helpful "
+        "answer paired over a template refusal): teaches the look-alikes before the policy refuses them (this "
+        "project's choice)",
+    )
     contrast_sources: list[str] = _f(
         ["attacker_lm", "safe_twin"],
         "where contrast prompts come from: 'attacker_lm' (the attacker asked for a harmless question with alarming "

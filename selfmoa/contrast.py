@@ -300,16 +300,24 @@ def answer_contrasts(candidates: Sequence[Mapping[str, Any]], answer: GenerateFn
     return [{**c, "answer": a, "refused": f} for c, a, f in zip(candidates, answers, flags, strict=True)]
 
 
-def select_refused(rows: Sequence[Mapping[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
-    """Up to `n` of the contrast prompts the policy refused (``refused`` true), in a seeded order.
+def select_contrasts(
+    rows: Sequence[Mapping[str, Any]], n: int, seed: int, top_up: bool = False
+) -> list[dict[str, Any]]:
+    """Up to `n` contrast prompts: those the policy refused (``refused`` true) first, in a seeded order.
 
-    Rows the policy answered are never kept: they show no over-refusal to fix.
+    With `top_up` (this project's choice, not from the paper), prompts the policy answered fill the places the
+    refused ones leave, so every round teaches that look-alikes of harmful requests get an answer, before the
+    policy has learnt to refuse them; stage 05 pairs their helpful answers over a template refusal.
+    Without it, answered prompts are never kept: they show no over-refusal to fix.
     """
     if n < 0:
-        raise ValueError(f"select_refused: n must be >= 0, got {n}")
+        raise ValueError(f"select_contrasts: n must be >= 0, got {n}")
+    rng = random.Random(seed)
     refused = [dict(r) for r in rows if r.get("refused")]
-    random.Random(seed).shuffle(refused)
-    return refused[:n]
+    answered = [dict(r) for r in rows if not r.get("refused")] if top_up else []
+    rng.shuffle(refused)
+    rng.shuffle(answered)
+    return (refused + answered)[:n]
 
 
 def contrast_metrics(candidates: Sequence[Mapping[str, Any]], kept: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -326,6 +334,7 @@ def contrast_metrics(candidates: Sequence[Mapping[str, Any]], kept: Sequence[Map
         "n_contrast_candidates": len(candidates),
         "n_contrast_refused": n_refused,
         "n_contrast_kept": len(kept),
+        "n_contrast_topped_up": sum(not r.get("refused") for r in kept),
         "contrast_asr": n_refused / len(candidates) if candidates else float("nan"),
         "contrast_by_origin": by_origin,
     }

@@ -466,7 +466,8 @@ def pair_inputs(
     - With `benign_foil`, every benign prompt also gets a template refusal (helpfulness 0, marked `foil`), so
       its best answer is paired against a refusal (not from the paper).
     - Every contrast prompt gets the policy's own refusal from stage 02 (`policy_refusal`) as a foil, so its
-      helpful answer is paired against the refusal the policy actually gave (not from the paper).
+      helpful answer is paired against the refusal the policy actually gave, or a template refusal where the
+      policy answered it (`redteam.contrast_top_up`) (not from the paper).
     """
     safety = list(flip_safety([r["safety"] for r in judged], label_noise, seed)) if label_noise > 0 else None
     out = []
@@ -481,10 +482,10 @@ def pair_inputs(
         if r["prompt"] in seen or r["kind"] not in ("benign", "contrast"):
             continue
         seen.add(r["prompt"])
-        if r["kind"] == "benign" and benign_foil:
+        if r["kind"] == "contrast":
+            refusal = r.get("policy_refusal") or template_refusal(r["prompt"], r.get("category"), seed)
+        elif benign_foil:
             refusal = template_refusal(r["prompt"], r.get("category"), seed)
-        elif r["kind"] == "contrast" and r.get("policy_refusal"):
-            refusal = r["policy_refusal"]
         else:
             continue
         foil = {"response": refusal, "safety": 1.0, "helpful": 0.0, "helpfulness": 0.0, "refused": True}

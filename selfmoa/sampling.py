@@ -17,8 +17,8 @@ def stage_prompts(
     attacks: Sequence[dict[str, Any]], benign: Sequence[dict[str, Any]], contrasts: Sequence[dict[str, Any]] = ()
 ) -> list[dict[str, Any]]:
     """Prompt rows (`prompt_id`, `prompt`, `kind`, `category`): attacks ('harmful'), benign prompts ('benign'),
-    then the contrast prompts of stage 02 ('contrast', with `policy_refusal`: the refusal stage 02 saw, and the
-    safe-twin `family` and `topic`).
+    then the contrast prompts of stage 02 ('contrast', with `policy_refusal`: the refusal stage 02 saw, None for a
+    prompt the policy answered (kept by `redteam.contrast_top_up`), and the safe-twin `family` and `topic`).
 
     A contrast prompt whose text is already an attack or benign prompt of the round is left out (one prompt,
     one kind).
@@ -40,7 +40,7 @@ def stage_prompts(
                 "prompt": c["prompt"],
                 "kind": "contrast",
                 "category": c.get("category"),
-                "policy_refusal": c.get("answer"),
+                "policy_refusal": c.get("answer") if c.get("refused") else None,
                 "family": c.get("family"),
                 "topic": c.get("topic"),
             }

@@ -155,10 +155,14 @@ def test_only_refused_contrasts_are_kept_and_asr_counts_refusals() -> None:
     }
     answered = C.answer_contrasts(rows, lambda ps: [answers[p] for p in ps])
     assert [r["refused"] for r in answered] == [True, False, True, False, True]
-    kept = C.select_refused(answered, n=2, seed=0)
+    kept = C.select_contrasts(answered, n=2, seed=0)
     assert len(kept) == 2 and all(r["refused"] for r in kept)
-    assert kept == C.select_refused(answered, n=2, seed=0)
-    assert {r["id"] for r in C.select_refused(answered, n=10, seed=1)} == {"c0", "c2", "c4"}
+    assert kept == C.select_contrasts(answered, n=2, seed=0)
+    assert {r["id"] for r in C.select_contrasts(answered, n=10, seed=1)} == {"c0", "c2", "c4"}
+    topped = C.select_contrasts(answered, n=4, seed=1, top_up=True)
+    assert [r["refused"] for r in topped] == [True, True, True, False]
+    assert {r["id"] for r in C.select_contrasts(answered, n=10, seed=1, top_up=True)} == {f"c{i}" for i in range(5)}
+    assert C.select_contrasts(answered, n=2, seed=0, top_up=True) == kept
     m = C.contrast_metrics(answered, kept)
     assert m["contrast_asr"] == pytest.approx(3 / 5) and m["n_contrast_kept"] == 2
     assert m["contrast_by_origin"]["safe_twin:history"]["refusal_rate"] == pytest.approx(3 / 5)
@@ -170,14 +174,16 @@ def test_stage_prompts_carry_contrasts_with_the_policy_refusal() -> None:
 
     attacks = [{"id": "a1", "prompt": "attack", "category": "cyber"}]
     contrasts = [
-        {"id": "c1", "prompt": "history of lockpicking?", "answer": "I can't.", "family": "history", "topic": "t"},
-        {"id": "c2", "prompt": "attack", "answer": "No."},  # same text as an attack: left out
+        {"id": "c1", "prompt": "history of lockpicking?", "answer": "I can't.", "refused": True, "family": "history"},
+        {"id": "c2", "prompt": "attack", "answer": "No.", "refused": True},  # same text as an attack: left out
+        {"id": "c3", "prompt": "define phishing", "answer": "Phishing is ...", "refused": False},  # a top-up
     ]
     prompts = sampling.stage_prompts(attacks, [], contrasts)
-    assert [p["kind"] for p in prompts] == ["harmful", "contrast"]
+    assert [p["kind"] for p in prompts] == ["harmful", "contrast", "contrast"]
     assert prompts[1]["policy_refusal"] == "I can't." and prompts[1]["family"] == "history"
+    assert prompts[2]["policy_refusal"] is None  # an answer is never used as the refusal foil
     m = sampling.sample_metrics(prompts, [])
-    assert m["n_contrast"] == 1
+    assert m["n_contrast"] == 2
 
 
 def test_judge_metrics_report_contrast_refusal() -> None:

@@ -349,6 +349,27 @@ def test_contrast_prompt_pairs_a_helpful_sample_over_the_policys_refusal() -> No
     assert m["n_contrast_pairs"] == 2 and m["sources_by_kind"]["contrast"]["sampled"] == 2
 
 
+def test_answered_contrast_prompt_is_paired_over_a_template_refusal() -> None:
+    """A top-up contrast prompt (the policy answered it in stage 02) has no policy refusal: the foil is a template."""
+    judged = [
+        {
+            "prompt": "history of the crossbow?",
+            "response": "It was invented in China ...",
+            "kind": "contrast",
+            "safety": 0.0,
+            "helpfulness": 0.9,
+            "refused": False,
+            "policy_refusal": None,
+        }
+    ]
+    rows = pair_inputs(judged, 0.0, seed=0, benign_foil=False)
+    foil = rows[-1]
+    assert len(rows) == 2 and foil["foil"] and foil["refused"] and foil["helpful"] == 0.0
+    assert foil["response"] != judged[0]["response"]
+    res = build_pairs(rows, rule="all_pairs", min_gap=0.1)
+    assert [(p["chosen"], p["rejected"]) for p in res.pairs] == [(judged[0]["response"], foil["response"])]
+
+
 def test_contrast_prompt_without_a_helpful_sample_uses_revision_then_template_then_drops() -> None:
     refusals = [
         _contrast("history of the crossbow?", "Sorry, I can't.", 0.0, True, family="history", topic="the crossbow"),
