@@ -10,9 +10,21 @@ from selfmoa import plotting, report, variants
 from selfmoa.paths import CONFIGS
 from selfmoa.report import variants_frame
 
+# A study section with every kind of variant, so that these tests do not depend on what the cpu profile runs.
+FULL_STUDY = {
+    "static_sizes": [50, 200],
+    "label_noise": [0.2, 0.4],
+    "objective_ablations": True,
+    "schedule_sizes": [40],
+    "static_schedule_sizes": [16, 66],
+    "loop_weights": [0.0, 2.0],
+    "loop_variant_seeds": [0, 1],
+}
+
 
 def _cfg(**study: object) -> C.RunConfig:
-    return C.with_overrides(C.load(CONFIGS / "cpu.yaml"), {f"study.{k}": v for k, v in study.items()})
+    values = FULL_STUDY | study
+    return C.with_overrides(C.load(CONFIGS / "cpu.yaml"), {f"study.{k}": v for k, v in values.items()})
 
 
 def test_plan_covers_every_group_and_skips_the_loops_own_setting() -> None:
