@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from selfmoa import artifacts
 from selfmoa.evaluation import model_summary, paired_final_vs_base, summarise_by_set
 from selfmoa.judging import judge_rows
+from selfmoa.paths import resolve_path
 
 JUDGE_COLUMNS = ["configuration", "aspect", "judge", "n", "accuracy", "f1", "auroc", "unscored_fraction"]
 HEADLINE_COLUMNS = ["safety", "safety_ci", "over_refusal", "over_refusal_ci", "helpfulness", "helpfulness_ci"]
@@ -246,8 +248,32 @@ def final_vs_base(records: dict[str, list[dict[str, Any]]], cfg: Any, seed: int)
     return paired_final_vs_base(records["base"], records[final], cfg.judge.unsafe_below, cfg.eval.n_bootstrap, seed)
 
 
+def judge_validation_key(cfg: Any) -> str:
+    """What the judge validation table depends on: the judge settings, the reference subsample (size, and the seed
+    when it subsamples) and the code of the judges and of the reference data (a code change is a cache miss)."""
+    from selfmoa import config as C
+
+    package = Path(__file__).parent
+    sources = sorted((package / "judges").glob("*.py")) + [package / "data.py"]
+    n = cfg.eval.n_judge_validation
+    return C.config_hash(
+        {
+            "judge": C.key_dict(cfg.judge),
+            "n_judge_validation": n,
+            "seed": cfg.seed if n else None,
+            "code": {p.name: artifacts.file_hash(p) for p in sources},
+        }
+    )
+
+
 def judge_table(ctx: Any, lm: tuple[Any, Any] | None) -> Any:
-    """Judge validation of the run's judges (`validate_judges`), saved as `judges.csv` or loaded from it."""
+    """Judge validation of the run's judges (`validate_judges`), saved as `judges.csv` or loaded from it.
+
+    The table is also kept in the cache folder under `judge_validation_key`, so the seeds of a study (and reruns)
+    with the same judges compute it once.
+    """
+    import io
+
     import pandas as pd
 
     from selfmoa.judges.validation import validate_judges
@@ -255,9 +281,13 @@ def judge_table(ctx: Any, lm: tuple[Any, Any] | None) -> Any:
     path = ctx.path("judges.csv")
     if ctx.complete and path.is_file():
         return pd.read_csv(path)
-    table = validate_judges(ctx.cfg, lm)
-    table.to_csv(path, index=False)
-    return table
+    cached = resolve_path(ctx.cfg.cache_dir) / "judge_validation" / f"{judge_validation_key(ctx.cfg)}.csv"
+    if not cached.is_file():
+        buffer = io.StringIO()
+        validate_judges(ctx.cfg, lm).to_csv(buffer, index=False)
+        artifacts.atomic_write_bytes(cached, buffer.getvalue().encode())
+    artifacts.atomic_write_bytes(path, cached.read_bytes())
+    return pd.read_csv(path)
 
 
 def loop_rows(ctx: Any, summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -74,3 +74,38 @@ def test_selected_models_names_base_final_and_rounds() -> None:
     assert selected_models(cfg) == ["base", "iter1", "iter2", "iter3"]
     assert selected_models(cfg, ["final", "base"]) == ["base", "iter3"]
     assert selected_models(cfg, ["iter2"]) == ["iter2"]
+
+
+def test_judge_validation_is_computed_once_per_judge_setting(tmp_path, monkeypatch) -> None:
+    """The seeds of a study share one judge validation (cached by judge settings and code); a change recomputes it."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from selfmoa import config as C
+    from selfmoa import heldout
+    from selfmoa.judges import validation
+    from selfmoa.paths import CONFIGS
+
+    calls = []
+
+    def fake_validate(cfg, lm):
+        calls.append(cfg.seed)
+        return pd.DataFrame({"judge": ["refusal"], "accuracy": [0.75 + len(calls) / 100]})
+
+    monkeypatch.setattr(validation, "validate_judges", fake_validate)
+
+    def table(seed: int, *extra: str) -> pd.DataFrame:
+        cfg = C.load(CONFIGS / "cpu.yaml", [f"cache_dir={tmp_path / 'cache'}", f"seed={seed}", *extra])
+        folder = tmp_path / f"run{seed}{len(extra)}{len(calls)}"
+        ctx = SimpleNamespace(cfg=cfg, complete=False, path=lambda name: folder / name)
+        out = heldout.judge_table(ctx, None)
+        assert pd.read_csv(folder / "judges.csv").equals(out)
+        return out
+
+    first = table(0)
+    assert table(1).equals(first) and calls == [0]  # every reference row (n_judge_validation 0): seed-free
+    assert not table(1, "judge.unsafe_below=0.4").equals(first) and calls == [0, 1]
+    table(2, "eval.n_judge_validation=50")
+    table(3, "eval.n_judge_validation=50")  # a seeded subsample: one table per seed
+    assert calls == [0, 1, 2, 3]
