@@ -145,6 +145,15 @@ class RedTeamConfig:
         "where contrast prompts come from: 'attacker_lm' (the attacker asked for a harmless question with alarming "
         "words) and/or 'safe_twin' (templates: the harmless reading of a seed behaviour's words)",
     )
+    contrast_lm_share: float = _f(
+        0.5,
+        "share of the contrast candidates requested from the attacker LM when both contrast_sources are on (rounded "
+        "up; the rest are safe twins): twins are templates a policy learns quickly, attacker prompts vary more "
+        "(this project's choice)",
+        0.0,
+        1.0,
+        keyed_when_changed=True,
+    )
     contrast_eval_cosine: float = _f(
         0.8, "drop a contrast prompt whose MiniLM cosine to any evaluation prompt is above this", 0.0, 1.0
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -181,6 +182,18 @@ def _too_close(texts: list[str], seeds: list[list[str]], threshold: float, embed
     return [bool(group) and float(sims[i, [col[s] for s in group]].max()) > threshold for i, group in enumerate(seeds)]
 
 
+def contrast_split(n: int, sources: Sequence[str], lm_share: float) -> int:
+    """How many of `n` contrast candidates the attacker LM is asked for (the rest are safe twins).
+
+    Both sources on: ``ceil(n * lm_share)`` (0.5 gives the attacker the odd one); one source: all or none.
+    """
+    if "attacker_lm" not in sources:
+        return 0
+    if "safe_twin" not in sources:
+        return n
+    return min(n, math.ceil(n * lm_share - 1e-9))
+
+
 def propose_contrasts(
     generate_fn: GenerateFn,
     seed_rows: Sequence[Mapping[str, Any]],
@@ -191,8 +204,8 @@ def propose_contrasts(
 ) -> list[dict[str, Any]]:
     """Candidate contrast prompts for one round (before the eval guard, dedup and selection).
 
-    Budget (a choice of this project): ``cfg.n_contrast_candidates``, split evenly between the sources in
-    ``cfg.contrast_sources`` (the attacker gets the odd one). Each attacker request shows
+    Budget (a choice of this project): ``cfg.n_contrast_candidates``, split between the sources in
+    ``cfg.contrast_sources`` by ``cfg.contrast_lm_share`` (`contrast_split`). Each attacker request shows
     ``cfg.seeds_per_prompt`` safe twins of seed behaviours of one category and up to ``cfg.success_shots``
     contrast prompts the policy refused last round; unusable generations (`parse_attack`), copies of a shown
     example or a seed, and generations too close to a harmful seed (``cfg.contrast_harm_cosine``) are dropped
@@ -219,8 +232,8 @@ def propose_contrasts(
     rng = random.Random(rng_seed)
     sources = [s for s in CONTRAST_SOURCES if s in cfg.contrast_sources]
     n = cfg.n_contrast_candidates if sources else 0
-    n_twin = n // len(sources) if "safe_twin" in sources and sources else 0
-    n_lm = n - n_twin if "attacker_lm" in sources else 0
+    n_lm = contrast_split(n, sources, cfg.contrast_lm_share)
+    n_twin = n - n_lm
     twins = twins_of_seeds(pool, n_twin, rng, rng_seed) if n_twin else []
 
     lm_rows: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
@@ -206,3 +207,36 @@ def test_config_checks_contrast_sources() -> None:
     with pytest.raises(ConfigError, match="redteam.contrast_sources: empty"):
         check_names(replace(RunConfig(), redteam=_cfg(contrast_sources=[])))
     check_names(replace(RunConfig(), redteam=_cfg(contrast_sources=[], n_contrast=0)))
+
+
+def test_contrast_split_shares_the_budget_between_sources() -> None:
+    both = ["attacker_lm", "safe_twin"]
+    assert [C.contrast_split(n, both, 0.5) for n in (0, 6, 7, 64)] == [0, 3, 4, 32]  # the attacker gets the odd one
+    assert C.contrast_split(64, both, 0.75) == 48 and C.contrast_split(64, both, 0.0) == 0
+    assert C.contrast_split(64, both, 1.0) == 64
+    assert C.contrast_split(9, ["safe_twin"], 0.75) == 0 and C.contrast_split(9, ["attacker_lm"], 0.25) == 9
+
+
+def test_propose_contrasts_follows_the_lm_share() -> None:
+    def attacker(prompts: list[str]) -> list[str]:
+        return [f"How do I tune guitar string number {i} by ear?" for i in range(len(prompts))]
+
+    rows = C.propose_contrasts(attacker, POOL, [], _cfg(n_contrast_candidates=8, contrast_lm_share=0.75), 0, toy_embed)
+    assert sum(r["origin"] == C.ORIGIN_CONTRAST_LM for r in rows) <= 6
+    assert sum(r["origin"].startswith(C.TWIN_PREFIX) for r in rows) == 2
+
+
+def test_lm_share_enters_stage_keys_only_when_changed() -> None:
+    """Runs made before the field existed keep their completed stages; a changed share reruns red-teaming."""
+    from selfmoa import config, stages
+
+    cfg = config.load("configs/cpu.yaml")
+    key = stages.stage_key(cfg, "02_redteam", 0, {})
+    assert "contrast_lm_share" not in json.dumps(config.key_dict(cfg))
+    assert (
+        stages.stage_key(config.load("configs/cpu.yaml", ["redteam.contrast_lm_share=0.5"]), "02_redteam", 0, {}) == key
+    )
+    assert (
+        stages.stage_key(config.load("configs/cpu.yaml", ["redteam.contrast_lm_share=0.75"]), "02_redteam", 0, {})
+        != key
+    )
