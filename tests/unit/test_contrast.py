@@ -13,6 +13,7 @@ from selfmoa import contrast as C
 from selfmoa import data
 from selfmoa.config import RedTeamConfig, RunConfig
 from selfmoa.mutations import behaviour_topic
+from selfmoa.paths import ROOT
 from selfmoa.text import text_key
 
 POOL = [
@@ -230,13 +231,18 @@ def test_lm_share_enters_stage_keys_only_when_changed() -> None:
     """Runs made before the field existed keep their completed stages; a changed share reruns red-teaming."""
     from selfmoa import config, stages
 
-    cfg = config.load("configs/cpu.yaml")
+    cfg = config.load(ROOT / "configs" / "cpu.yaml")
     key = stages.stage_key(cfg, "02_redteam", 0, {})
     assert "contrast_lm_share" not in json.dumps(config.key_dict(cfg))
     assert (
-        stages.stage_key(config.load("configs/cpu.yaml", ["redteam.contrast_lm_share=0.5"]), "02_redteam", 0, {}) == key
+        stages.stage_key(
+            config.load(ROOT / "configs" / "cpu.yaml", ["redteam.contrast_lm_share=0.5"]), "02_redteam", 0, {}
+        )
+        == key
     )
     assert (
-        stages.stage_key(config.load("configs/cpu.yaml", ["redteam.contrast_lm_share=0.75"]), "02_redteam", 0, {})
+        stages.stage_key(
+            config.load(ROOT / "configs" / "cpu.yaml", ["redteam.contrast_lm_share=0.75"]), "02_redteam", 0, {}
+        )
         != key
     )
