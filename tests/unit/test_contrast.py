@@ -231,18 +231,9 @@ def test_lm_share_enters_stage_keys_only_when_changed() -> None:
     """Runs made before the field existed keep their completed stages; a changed share reruns red-teaming."""
     from selfmoa import config, stages
 
-    cfg = config.load(ROOT / "configs" / "cpu.yaml")
-    key = stages.stage_key(cfg, "02_redteam", 0, {})
-    assert "contrast_lm_share" not in json.dumps(config.key_dict(cfg))
-    assert (
-        stages.stage_key(
-            config.load(ROOT / "configs" / "cpu.yaml", ["redteam.contrast_lm_share=0.5"]), "02_redteam", 0, {}
-        )
-        == key
-    )
-    assert (
-        stages.stage_key(
-            config.load(ROOT / "configs" / "cpu.yaml", ["redteam.contrast_lm_share=0.75"]), "02_redteam", 0, {}
-        )
-        != key
-    )
+    def redteam_key(*overrides: str) -> str:
+        return stages.stage_key(config.load(ROOT / "configs" / "cpu.yaml", list(overrides)), "02_redteam", 0, {})
+
+    assert "contrast_lm_share" not in json.dumps(config.key_dict(config.load(ROOT / "configs" / "cpu.yaml")))
+    assert redteam_key("redteam.contrast_lm_share=0.5") == redteam_key()
+    assert redteam_key("redteam.contrast_lm_share=0.75") != redteam_key()
