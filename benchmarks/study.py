@@ -7,6 +7,9 @@ and stage wall seconds) into a record, so the reference study itself can be reco
 
     python -m benchmarks.study --record data/runs/cpu-study --peak-rss-gib 2.9
 
+A study resumed after an interruption records 0 s for the steps it skipped; `--record` reads their seconds from
+the stage manifests instead (`with_recorded_seconds`), so the figure is the sum of every stage's own time.
+
 Targets (issue: a 3-seed `cpu` study within an afternoon): at most 90 min, peak RSS at most 4 GiB.
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 
 from benchmarks.common import RESULTS_PATH, check, record, run_meta, write_results
 from benchmarks.e2e import GIB, _model_cache, measured_run
+from selfmoa.artifacts import read_manifest
 
 NAME = "e2e_study_cpu"
 MAX_MINUTES = 90.0
@@ -41,6 +45,33 @@ def stage_minutes(study: dict[str, Any]) -> dict[str, float]:
     for step in [s for r in study["runs"] for s in r["steps"]] + list(study["report"]["steps"]):
         out[step["step"].split("@")[0]] += step["seconds"] / 60
     return {k: round(v, 2) for k, v in sorted(out.items())}
+
+
+def with_recorded_seconds(study: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
+    """`study` with the wall seconds of every step that a resumed study skipped, read from its stage manifest.
+
+    A resumed `make study` runs only the unfinished steps and records 0 s for the rest; each finished stage's
+    manifest keeps the seconds it took when it ran (`timings.total_s`, without the notebook kernel's start-up).
+    The sums then replace the runs' and the study's wall seconds; `resumed` says how many steps were filled in.
+    """
+
+    def fill(run_id: str, part: dict[str, Any]) -> dict[str, Any]:
+        steps = []
+        for step in part["steps"]:
+            if not step["ran"]:
+                stage, _, it = step["step"].partition("@")
+                manifest = read_manifest(runs_dir / run_id, stage, int(it) if it else None) or {}
+                step = {**step, "seconds": float(manifest.get("timings", {}).get("total_s") or 0.0)}
+            steps.append(step)
+        return {**part, "steps": steps, "seconds": round(sum(s["seconds"] for s in steps), 2)}
+
+    resumed = sum(not s["ran"] for r in study["runs"] + [study["report"]] for s in r["steps"])
+    if not resumed:
+        return study
+    runs = [fill(r["run_id"], r) for r in study["runs"]]
+    report = fill(study["report"]["run_id"], study["report"])
+    total = round(sum(r["seconds"] for r in runs) + report["seconds"], 2)
+    return {**study, "runs": runs, "report": report, "seconds": total, "resumed": resumed}
 
 
 def study_record(study: dict[str, Any], peak_rss_bytes: int | None, how: str) -> dict[str, Any]:
@@ -62,6 +93,7 @@ def study_record(study: dict[str, Any], peak_rss_bytes: int | None, how: str) ->
         "report_minutes": round(study["report"]["seconds"] / 60, 2),
         "minutes_per_stage": stage_minutes(study),
         "peak_rss_gib": None if peak_rss_bytes is None else peak_rss_bytes / GIB,
+        "steps_from_manifests": study.get("resumed", 0),
     }
     return record(
         baseline=None,
@@ -100,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if not path.is_file():
         raise SystemExit(f"{path}: no study.json; run `make study` (or `selfmoa study`) first")
     peak = None if args.peak_rss_gib is None else int(args.peak_rss_gib * GIB)
-    rec = study_record(json.loads(path.read_text()), peak, args.how)
+    study = with_recorded_seconds(json.loads(path.read_text()), args.record.parent)
+    rec = study_record(study, peak, args.how)
     write_results(args.output, run_meta(), {NAME: rec})
     print(f"{NAME}: {rec['project']:.1f} min, met: {rec['met']}; results: {args.output}")
     return 0

@@ -237,3 +237,42 @@ def test_study_record_sums_stage_minutes_and_checks_the_targets() -> None:
     assert rec["details"]["minutes_per_seed"] == {"0": 50.0, "1": 48.33}
     assert study_record({**study, "seconds": 5000.0}, 3 << 30, "test")["met"] is True
     assert study_record({**study, "seconds": 5000.0}, None, "test")["met"] is False  # memory not measured
+
+
+def test_resumed_study_takes_skipped_steps_from_their_manifests(tmp_path) -> None:
+    from benchmarks.study import study_record, with_recorded_seconds
+    from selfmoa.artifacts import write_json
+    from selfmoa.paths import stage_dir
+
+    for run, stage, it, s in (("cpu-seed0", "02_redteam", 0, 120.0), ("cpu-study", "08_report", None, 30.0)):
+        write_json(stage_dir(tmp_path / run, stage, it) / "manifest.json", {"timings": {"total_s": s}})
+    study = {
+        "config": "configs/cpu.yaml",
+        "seeds": [0],
+        "seconds": 70.0,  # this invocation only ran 07_evaluate
+        "runs": [
+            {
+                "run_id": "cpu-seed0",
+                "seed": 0,
+                "seconds": 60.0,
+                "steps": [
+                    {"step": "02_redteam@0", "ran": False, "seconds": 0.0},
+                    {"step": "07_evaluate", "ran": True, "seconds": 60.0},
+                ],
+            }
+        ],
+        "report": {
+            "run_id": "cpu-study",
+            "seconds": 0.0,
+            "steps": [{"step": "08_report", "ran": False, "seconds": 0.0}],
+        },
+    }
+    full = with_recorded_seconds(study, tmp_path)
+    assert full["seconds"] == 210.0 and full["runs"][0]["seconds"] == 180.0 and full["resumed"] == 2
+    assert study_record(full, None, "test")["details"]["steps_from_manifests"] == 2
+    fresh = {
+        **study,
+        "runs": [{**study["runs"][0], "steps": study["runs"][0]["steps"][1:]}],
+        "report": {**study["report"], "steps": []},
+    }
+    assert with_recorded_seconds(fresh, tmp_path) is fresh  # nothing skipped: the wall time stands
