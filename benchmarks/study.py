@@ -74,6 +74,20 @@ def with_recorded_seconds(study: dict[str, Any], runs_dir: Path) -> dict[str, An
     return {**study, "runs": runs, "report": report, "seconds": total, "resumed": resumed}
 
 
+def manifest_peak_rss(study: dict[str, Any], runs_dir: Path) -> tuple[float | None, int]:
+    """The largest peak RSS (GiB) that the study's stage manifests recorded (a stage's kernel or a process it
+    started), and how many stages recorded one (manifests written before `peak_rss_gib` existed have none)."""
+    peaks = []
+    for part in study["runs"] + [study["report"]]:
+        for step in part["steps"]:
+            stage, _, it = step["step"].partition("@")
+            manifest = read_manifest(runs_dir / part["run_id"], stage, int(it) if it else None) or {}
+            rss = manifest.get("peak_rss_gib") or {}
+            if rss.get("self") is not None:
+                peaks.append(max(rss["self"], rss.get("children") or 0.0))
+    return (max(peaks) if peaks else None), len(peaks)
+
+
 def study_record(study: dict[str, Any], peak_rss_bytes: int | None, how: str) -> dict[str, Any]:
     """A benchmark record of a finished study from its `study.json` (`selfmoa.pipeline.study`).
 
@@ -131,9 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     path = args.record / "study.json"
     if not path.is_file():
         raise SystemExit(f"{path}: no study.json; run `make study` (or `selfmoa study`) first")
-    peak = None if args.peak_rss_gib is None else int(args.peak_rss_gib * GIB)
-    study = with_recorded_seconds(json.loads(path.read_text()), args.record.parent)
-    rec = study_record(study, peak, args.how)
+    study = json.loads(path.read_text())
+    recorded, n_recorded = manifest_peak_rss(study, args.record.parent)
+    gib = args.peak_rss_gib if args.peak_rss_gib is not None else recorded
+    how = f"{args.how}; {n_recorded} stage manifests recorded a peak RSS (largest {recorded} GiB)"
+    rec = study_record(with_recorded_seconds(study, args.record.parent), None if gib is None else int(gib * GIB), how)
     write_results(args.output, run_meta(), {NAME: rec})
     print(f"{NAME}: {rec['project']:.1f} min, met: {rec['met']}; results: {args.output}")
     return 0

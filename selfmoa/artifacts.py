@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from selfmoa import config as C
-from selfmoa.manifest import environment
+from selfmoa.manifest import environment, peak_rss_gib
 from selfmoa.paths import run_dir, stage_dir
 from selfmoa.seeding import derive_seed, seed_everything
 from selfmoa.stages import StageError, dependencies, stage_key, stage_sections
@@ -156,6 +156,7 @@ class StageContext:
             "seed": self.seed,
             "models": self.models,
             "timings": {**self.timings, "total_s": round(time.time() - self.started, 3)},
+            "peak_rss_gib": peak_rss_gib(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **environment(),
         }

@@ -107,6 +107,23 @@ def machine_info() -> dict[str, object]:
     return info
 
 
+def peak_rss_gib() -> dict[str, float | None]:
+    """Peak resident memory so far of this process and of its largest finished child process, in GiB.
+
+    A stage runs in its own notebook kernel, so at `finish` this is the stage's own peak (children: the
+    processes it started, e.g. one per study variant). None where `resource` does not exist (Windows).
+    """
+    try:
+        import resource
+    except ImportError:
+        return {"self": None, "children": None}
+    scale = 1024 / 2**30 if platform.system() != "Darwin" else 1 / 2**30  # ru_maxrss: KiB on Linux, bytes on macOS
+    return {
+        "self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 3),
+        "children": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 3),
+    }
+
+
 def environment() -> dict[str, object]:
     """Everything a manifest records about where it was produced."""
     return {"git_commit": git_commit(), "packages": package_versions(), "machine": machine_info()}

@@ -31,6 +31,7 @@ def test_stage_resume_force_and_invalidation(runs: list[str]) -> None:
     manifest = ctx.finish({"m": 1})
     assert manifest["outputs"]["out.json"] and manifest["git_commit"] is not None or True
     assert set(manifest) >= {"stage_key", "config_hash", "upstream", "packages", "machine", "timings", "seed"}
+    assert 0.01 < manifest["peak_rss_gib"]["self"] < 64  # this test process: tens of MiB to a few GiB
     assert A.read_json(ctx.path("metrics.json")) == {"m": 1}
     # rerun: complete; force: not complete and the stale manifest is removed
     assert _open("00_setup", runs).complete

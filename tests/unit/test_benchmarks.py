@@ -240,12 +240,13 @@ def test_study_record_sums_stage_minutes_and_checks_the_targets() -> None:
 
 
 def test_resumed_study_takes_skipped_steps_from_their_manifests(tmp_path) -> None:
-    from benchmarks.study import study_record, with_recorded_seconds
+    from benchmarks.study import manifest_peak_rss, study_record, with_recorded_seconds
     from selfmoa.artifacts import write_json
     from selfmoa.paths import stage_dir
 
     for run, stage, it, s in (("cpu-seed0", "02_redteam", 0, 120.0), ("cpu-study", "08_report", None, 30.0)):
-        write_json(stage_dir(tmp_path / run, stage, it) / "manifest.json", {"timings": {"total_s": s}})
+        rss = {"peak_rss_gib": {"self": 1.5, "children": 2.5}} if stage == "08_report" else {}
+        write_json(stage_dir(tmp_path / run, stage, it) / "manifest.json", {"timings": {"total_s": s}, **rss})
     study = {
         "config": "configs/cpu.yaml",
         "seeds": [0],
@@ -276,3 +277,4 @@ def test_resumed_study_takes_skipped_steps_from_their_manifests(tmp_path) -> Non
         "report": {**study["report"], "steps": []},
     }
     assert with_recorded_seconds(fresh, tmp_path) is fresh  # nothing skipped: the wall time stands
+    assert manifest_peak_rss(study, tmp_path) == (2.5, 1)  # the largest process of the one stage that recorded it
