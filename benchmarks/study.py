@@ -47,6 +47,12 @@ def stage_minutes(study: dict[str, Any]) -> dict[str, float]:
     return {k: round(v, 2) for k, v in sorted(out.items())}
 
 
+def step_manifest(run: Path, label: str) -> dict[str, Any]:
+    """The stage manifest of a step label such as `03_sample@1` in a run folder ({} when there is none)."""
+    stage, _, it = label.partition("@")
+    return read_manifest(run, stage, int(it) if it else None) or {}
+
+
 def with_recorded_seconds(study: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     """`study` with the wall seconds of every step that a resumed study skipped, read from its stage manifest.
 
@@ -59,8 +65,7 @@ def with_recorded_seconds(study: dict[str, Any], runs_dir: Path) -> dict[str, An
         steps = []
         for step in part["steps"]:
             if not step["ran"]:
-                stage, _, it = step["step"].partition("@")
-                manifest = read_manifest(runs_dir / run_id, stage, int(it) if it else None) or {}
+                manifest = step_manifest(runs_dir / run_id, step["step"])
                 step = {**step, "seconds": float(manifest.get("timings", {}).get("total_s") or 0.0)}
             steps.append(step)
         return {**part, "steps": steps, "seconds": round(sum(s["seconds"] for s in steps), 2)}
@@ -80,9 +85,7 @@ def manifest_peak_rss(study: dict[str, Any], runs_dir: Path) -> tuple[float | No
     peaks = []
     for part in study["runs"] + [study["report"]]:
         for step in part["steps"]:
-            stage, _, it = step["step"].partition("@")
-            manifest = read_manifest(runs_dir / part["run_id"], stage, int(it) if it else None) or {}
-            rss = manifest.get("peak_rss_gib") or {}
+            rss = step_manifest(runs_dir / part["run_id"], step["step"]).get("peak_rss_gib") or {}
             if rss.get("self") is not None:
                 peaks.append(max(rss["self"], rss.get("children") or 0.0))
     return (max(peaks) if peaks else None), len(peaks)
