@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,17 @@ def study_command(config: str, seeds: list[int], runs_dir: Path, cache_dir: Path
     return cmd + [a for s in sets for a in ("--set", s)]
 
 
+def study_steps(study: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(run id, step) for every step of every seed run, then of the report."""
+    for part in study["runs"] + [study["report"]]:
+        for step in part["steps"]:
+            yield part.get("run_id", ""), step
+
+
 def stage_minutes(study: dict[str, Any]) -> dict[str, float]:
     """Wall minutes per stage (loop stages summed over rounds) over every seed run and the report."""
     out: dict[str, float] = defaultdict(float)
-    for step in [s for r in study["runs"] for s in r["steps"]] + list(study["report"]["steps"]):
+    for _, step in study_steps(study):
         out[step["step"].split("@")[0]] += step["seconds"] / 60
     return {k: round(v, 2) for k, v in sorted(out.items())}
 
@@ -70,7 +78,7 @@ def with_recorded_seconds(study: dict[str, Any], runs_dir: Path) -> dict[str, An
             steps.append(step)
         return {**part, "steps": steps, "seconds": round(sum(s["seconds"] for s in steps), 2)}
 
-    resumed = sum(not s["ran"] for r in study["runs"] + [study["report"]] for s in r["steps"])
+    resumed = sum(not step["ran"] for _, step in study_steps(study))
     if not resumed:
         return study
     runs = [fill(r["run_id"], r) for r in study["runs"]]
@@ -83,11 +91,10 @@ def manifest_peak_rss(study: dict[str, Any], runs_dir: Path) -> tuple[float | No
     """The largest peak RSS (GiB) that the study's stage manifests recorded (a stage's kernel or a process it
     started), and how many stages recorded one (manifests written before `peak_rss_gib` existed have none)."""
     peaks = []
-    for part in study["runs"] + [study["report"]]:
-        for step in part["steps"]:
-            rss = step_manifest(runs_dir / part["run_id"], step["step"]).get("peak_rss_gib") or {}
-            if rss.get("self") is not None:
-                peaks.append(max(rss["self"], rss.get("children") or 0.0))
+    for run_id, step in study_steps(study):
+        rss = step_manifest(runs_dir / run_id, step["step"]).get("peak_rss_gib") or {}
+        if rss.get("self") is not None:
+            peaks.append(max(rss["self"], rss.get("children") or 0.0))
     return (max(peaks) if peaks else None), len(peaks)
 
 
