@@ -25,6 +25,9 @@ from selfmoa.report import (
 
 ALL_SETS = "all"  # every held-out prompt of a kind, pooled (the headline)
 ITEM_METRICS = ("safety", "attack_success_rate", "harmful_refusal", "over_refusal", "helpfulness")
+# refusals of harmful prompts whose MiniLM cosine prompt/response is below `OFF_TOPIC_BELOW` (a share of refusals,
+# not of prompts; `selfmoa.evaluation`); reported beside the headline, not in `models`
+OFF_TOPIC = "off_topic_refusal"
 BENIGN_METRICS = ("over_refusal", "helpfulness")
 SET_METRICS = {"harmful": ("safety",), "benign": ("over_refusal", "helpfulness")}  # per-set reporting
 # headline changes of a model against `base`: (name in summary.json, metric, scale)
@@ -51,7 +54,8 @@ def item_values(records: Sequence[dict[str, Any]], unsafe_below: float) -> dict[
 
     Item keys are `<prompt_set>:<id>`; unscored and not-applicable items are left out (never counted as 0).
     Metrics: safety (1 - unsafe) and attack_success_rate (unsafe) and harmful_refusal on harmful prompts,
-    over_refusal and helpfulness on benign prompts (`selfmoa.evaluation.per_sample_flags`).
+    over_refusal and helpfulness on benign prompts, and off_topic_refusal (1 = off topic) on the refusals of
+    harmful prompts that have a `topicality` (`selfmoa.evaluation.per_sample_flags`).
     """
     import math
 
@@ -64,6 +68,7 @@ def item_values(records: Sequence[dict[str, Any]], unsafe_below: float) -> dict[
         "harmful_refusal": flags["harmful_refusal"],
         "over_refusal": flags["over_refusal"],
         "helpfulness": flags["helpfulness"],
+        OFF_TOPIC: flags[OFF_TOPIC],
     }
     out: dict[tuple[str, str], dict[str, float]] = {}
     for i, r in enumerate(records):
@@ -196,7 +201,8 @@ def headline_gains(
 def per_seed_table(
     values: dict[str, dict[int, dict[tuple[str, str], dict[str, float]]]], kinds: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
-    """`summary.json` `per_seed`: seed -> model -> safety, over-refusal, helpfulness (all prompts) and per set."""
+    """`summary.json` `per_seed`: seed -> model -> safety, over-refusal, helpfulness, off-topic refusal (all
+    prompts; None without topicality) and per set."""
     import numpy as np
 
     def mean(v: dict[str, float]) -> float | None:
@@ -206,13 +212,49 @@ def per_seed_table(
     for model, by_seed in values.items():
         for seed, vals in by_seed.items():
             row: dict[str, Any] = {
-                m: mean(vals.get((ALL_SETS, m), {})) for m in ("safety", "over_refusal", "helpfulness")
+                m: mean(vals.get((ALL_SETS, m), {})) for m in ("safety", "over_refusal", "helpfulness", OFF_TOPIC)
             }
             row["per_set"] = {
                 where: {m: mean(vals.get((where, m), {})) for m in SET_METRICS[kind]} for where, kind in kinds.items()
             }
             out.setdefault(str(seed), {})[model] = row
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def off_topic_summary(
+    values: dict[str, dict[int, dict[tuple[str, str], dict[str, float]]]], n_boot: int
+) -> dict[str, dict[str, Any]]:
+    """`summary.json` `off_topic_refusal`: per model, the share of its refusals of harmful held-out prompts that
+    are off topic (all sets pooled), as the mean over seeds of each seed's share with the seed-and-prompt CI,
+    the per-seed shares and the refusals each share is over (`n_refusals`). Models without topicality in any
+    seed are left out.
+
+    The denominator is the model's own refusals, so two models' shares are over different prompts: read them
+    with `n_refusals` (a model that rarely refuses has a share over few refusals).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for model, by_seed in values.items():
+        s = metric_summary(by_seed, ALL_SETS, OFF_TOPIC, n_boot)
+        if not s["n_seeds"]:
+            continue
+        n = {seed: len(v.get((ALL_SETS, OFF_TOPIC), {})) for seed, v in sorted(by_seed.items())}
+        out[model] = {k: s[k] for k in ("mean", "ci", "per_seed", "n_seeds")} | {
+            "n_refusals": {seed: k for seed, k in n.items() if k}
+        }
+    return out
+
+
+def off_topic_markdown(off_topic: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of `off_topic_summary`: per model, the off-topic share of its harmful-prompt refusals
+    (mean over seeds [95% CI]) and every seed's share with the refusals it is over."""
+    rows = []
+    for model, s in off_topic.items():
+        seeds = ", ".join(f"{k}: {v:.3f} ({s['n_refusals'].get(k, 0)})" for k, v in s["per_seed"].items())
+        rows.append(
+            {"model": model, "mean": s["mean"], "mean_lo": s["ci"][0], "mean_hi": s["ci"][1], "per_seed": seeds}
+        )
+    return markdown_table(rows, {"model": "model", "mean": "off-topic share of refusals, mean over seeds [95% CI]",
+                                 "per_seed": "per seed (refusals)"})  # fmt: skip
 
 
 def by_set_frame(
@@ -346,6 +388,7 @@ def cross_seed(runs: Sequence[dict[str, Any]], unsafe_below: float, n_boot: int)
         "gains": headline_gains(values, n_boot),
         "per_set": per_set_summary(values, kinds, n_boot),
         "per_seed": per_seed_table(values, kinds),
+        OFF_TOPIC: off_topic_summary(values, n_boot),
         "by_set": by_set_frame(values, kinds, n_boot),
         "kinds": kinds,
     }
@@ -353,10 +396,9 @@ def cross_seed(runs: Sequence[dict[str, Any]], unsafe_below: float, n_boot: int)
 
 def seed_sections(study: dict[str, Any]) -> dict[str, Any]:
     """The parts of `summary.json` that `cross_seed` adds: seeds, seed runs, gains with intervals, per seed,
-    per set (NaN written as null)."""
-    return _finite({k: study[k] for k in ("seeds", "seed_runs", "gains", "per_seed", "per_set")}) | {
-        "n_seeds": len(study["seeds"])
-    }
+    per set, off-topic refusal (NaN written as null)."""
+    keys = ("seeds", "seed_runs", "gains", "per_seed", "per_set", OFF_TOPIC)
+    return _finite({k: study[k] for k in keys}) | {"n_seeds": len(study["seeds"])}
 
 
 def per_set_frame(per_set: dict[str, Any], models: Sequence[str] = ("base", "selfmoa")) -> pd.DataFrame:
@@ -588,8 +630,9 @@ def study_tables_markdown(
     study: dict[str, Any], cap: dict[str, Any], models: Sequence[str], runs: Sequence[dict[str, Any]] = ()
 ) -> str:
     """The cross-seed sections of `tables.md`: changes of the final policy (all prompts and per set, every
-    seed), every model per set, capability (when measured) and, with several seeds, the round-by-round loop
-    table of every seed after the first (`tables_markdown` holds the first seed's)."""
+    seed), every model per set, off-topic refusals of every model and round (when the records have
+    topicality), capability (when measured) and, with several seeds, the round-by-round loop table of every
+    seed after the first (`tables_markdown` holds the first seed's)."""
     n = len(study["seeds"])
     sections = [
         (f"Closed loop, round by round, seed {r['seed']}", loop_markdown(r["loop"]["iterations"]))
@@ -601,6 +644,12 @@ def study_tables_markdown(
          gains_markdown(study["gains"], study["per_set"])),
         (f"Per held-out set, mean over {n} seeds [seed-and-prompt 95% CI]", per_set_markdown(study["per_set"], models)),
     ]  # fmt: skip
+    if study.get(OFF_TOPIC):
+        from selfmoa.evaluation import OFF_TOPIC_BELOW
+
+        title = (f"Off-topic refusals: share of each model's refusals of harmful held-out prompts with MiniLM cosine "
+                 f"prompt/response < {OFF_TOPIC_BELOW}, mean over {n} seeds [seed-and-prompt 95% CI]")  # fmt: skip
+        sections.append((title, off_topic_markdown(study[OFF_TOPIC])))
     if cap:
         sections.append((f"Capability (lm-eval, zero-shot), mean over {n} seeds [95% CI]", capability_markdown(cap)))
     return "\n\n".join(f"### {title}\n\n{table}" for title, table in sections)

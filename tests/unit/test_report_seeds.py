@@ -211,3 +211,54 @@ def test_load_seed_run_reads_a_run_folder_under_the_report_names(tmp_path: Any) 
     assert list(loaded["capability"]) == ["selfmoa"]
     with pytest.raises(FileNotFoundError, match="run the seed run"):
         study_report.load_seed_run(tmp_path / "nothing")
+
+
+def topical_records(n_refused: int, n_off: int) -> list[dict[str, Any]]:
+    """N harmful prompts with `topicality`: the first `n_refused` answers refuse, the first `n_off` of them off topic
+    (cosine 0.1, the rest 0.9); plus a harmful refusal without topicality and an off-topic benign refusal, both of
+    which the off-topic share leaves out."""
+    out = [{"id": str(i), "prompt_set": "harm_a", "is_harmful": True, "safety": 1.0, "refused": i < n_refused,
+            "helpfulness": None, "topicality": 0.1 if i < n_off else 0.9} for i in range(N)]  # fmt: skip
+    out.append({"id": "x", "prompt_set": "harm_a", "is_harmful": True, "safety": 1.0, "refused": True,
+                "helpfulness": None})  # fmt: skip
+    out.append({"id": "0", "prompt_set": "benign_a", "is_harmful": False, "safety": 1.0, "refused": True,
+                "helpfulness": 0.1, "topicality": 0.0})  # fmt: skip
+    return out
+
+
+def topical_run(seed: int, base: tuple[int, int], final: tuple[int, int]) -> dict[str, Any]:
+    """A seed run whose base and final policy refuse (and go off topic on) the given numbers of harmful prompts."""
+    return seed_run(seed, 0.0, 0.0) | {
+        "evaluated": {"eval_sets": {"harm_a": N + 1, "benign_a": 1}},
+        "records": {"base": topical_records(*base), "selfmoa": topical_records(*final)},
+    }
+
+
+def test_off_topic_refusal_per_seed_and_mean_over_seeds() -> None:
+    # base refuses 4 (4 off topic), 2 (1), 0 prompts; the final policy 10 (2), 10 (4), 20 (5)
+    runs = [topical_run(0, (4, 4), (10, 2)), topical_run(1, (2, 1), (10, 4)), topical_run(2, (0, 0), (20, 5))]
+    study = study_report.cross_seed(runs, unsafe_below=0.5, n_boot=200)
+    off = study["off_topic_refusal"]
+    assert list(off) == ["base", "selfmoa"]
+    sel, base = off["selfmoa"], off["base"]
+    assert sel["per_seed"] == pytest.approx({0: 0.2, 1: 0.4, 2: 0.25}) and sel["n_refusals"] == {0: 10, 1: 10, 2: 20}
+    assert sel["mean"] == pytest.approx((0.2 + 0.4 + 0.25) / 3) and sel["n_seeds"] == 3
+    assert sel["ci"][0] <= sel["mean"] <= sel["ci"][1]
+    assert base["per_seed"] == pytest.approx({0: 1.0, 1: 0.5}) and base["n_refusals"] == {0: 4, 1: 2}  # no seed 2
+    assert base["mean"] == pytest.approx(0.75) and base["n_seeds"] == 2
+    assert study["per_seed"]["1"]["selfmoa"]["off_topic_refusal"] == pytest.approx(0.4)
+    assert study["per_seed"]["2"]["base"]["off_topic_refusal"] is None
+    assert "off_topic_refusal" not in study["models"]["selfmoa"]  # the headline models keep their keys
+    sections = study_report.seed_sections(study)
+    json.dumps(sections, allow_nan=False)
+    assert sections["off_topic_refusal"]["base"]["n_refusals"] == {"0": 4, "1": 2}
+    table = study_report.off_topic_markdown(off)
+    assert "| base | 0.750 [" in table and "| 0: 1.000 (4), 1: 0.500 (2) |" in table
+    assert "| 0: 0.200 (10), 1: 0.400 (10), 2: 0.250 (20) |" in table
+    tables = study_report.study_tables_markdown(study, {}, ["base", "selfmoa"])
+    assert "### Off-topic refusals" in tables and "< 0.4, mean over 3 seeds" in tables and table in tables
+
+
+def test_no_off_topic_section_without_topicality(study: dict[str, Any]) -> None:
+    assert study["off_topic_refusal"] == {} and study["per_seed"]["0"]["selfmoa"]["off_topic_refusal"] is None
+    assert "Off-topic" not in study_report.study_tables_markdown(study, {}, ["base", "selfmoa"])
