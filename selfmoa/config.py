@@ -264,6 +264,15 @@ class TrainConfig:
     learning_rate: float = _f(5e-4, "AdamW learning rate", 0.0, 1.0)
     epochs: int = _f(1, "epochs over the iteration's pairs", 1, 100)
     batch_size: int = _f(8, "pairs per optimisation step", 1, 4096)
+    micro_batch_size: int = _f(
+        0,
+        "pairs per forward/backward pass (0 = batch_size): batch_size / micro_batch_size passes are accumulated into "
+        "one optimisation step, which lowers peak memory at about the same speed (the SFT term becomes the mean of "
+        "the passes' token means) (this project's choice)",
+        0,
+        4096,
+        keyed_when_changed=True,
+    )
     max_length: int = _f(192, "max prompt+response tokens", 16, 32768)
     lora_r: int = _f(16, "LoRA rank", 1, 1024)
     lora_alpha: int = _f(32, "LoRA alpha", 1, 4096)
@@ -665,9 +674,20 @@ def check_names(cfg: RunConfig) -> RunConfig:
         )
     for key in ("train", "reset"):
         _check_list(getattr(cfg, key).target_modules, f"{key}.target_modules", empty_ok=False)
+        _check_micro_batch(getattr(cfg, key), key)
     known_models = ["base", "final", *(f"iter{t + 1}" for t in range(cfg.iterations))]
     _check_list(cfg.capability.models, "capability.models", known=known_models)
     return cfg
+
+
+def _check_micro_batch(train: Any, key: str) -> None:
+    """A ConfigError unless `micro_batch_size` is 0 or divides `batch_size` (the passes accumulated per step)."""
+    micro = getattr(train, "micro_batch_size", 0)
+    if micro and train.batch_size % micro:
+        raise ConfigError(
+            f"{key}.micro_batch_size: {micro} does not divide {key}.batch_size = {train.batch_size}; use a divisor "
+            f"such as {max(d for d in range(1, micro + 1) if train.batch_size % d == 0)}, or 0 for no accumulation"
+        )
 
 
 def check_installed(cfg: RunConfig) -> None:

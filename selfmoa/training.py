@@ -81,13 +81,14 @@ def dpo_args(cfg: TrainConfig, output_dir: str | Path, seed: int, n_pairs: int, 
 
     if cfg.bf16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise ValueError("train.bf16 is true but this GPU has no bf16 support; set train.bf16: false")
+    micro = getattr(cfg, "micro_batch_size", 0) or cfg.batch_size  # passes accumulated into one step of batch_size
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
         "beta": cfg.beta,
         "learning_rate": cfg.learning_rate,
         "num_train_epochs": cfg.epochs,
-        "per_device_train_batch_size": cfg.batch_size,
-        "gradient_accumulation_steps": 1,
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": cfg.batch_size // micro,
         "max_length": cfg.max_length,
         "precompute_ref_log_probs": True,
         "precompute_ref_batch_size": max(cfg.batch_size, min(2 * cfg.batch_size, n_pairs)),

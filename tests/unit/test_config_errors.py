@@ -24,6 +24,7 @@ CASES: list[tuple[str, str, str]] = [
     ("unknown_nested_key", "train: {bta: 0.1}", "train.bta: unknown key"),
     ("not_a_number", "train: {beta: fast}", "train.beta: expected a number"),
     ("nan", "train: {beta: .nan}", "train.beta: expected a finite number"),
+    ("micro_batch_not_divisor", "train: {batch_size: 8, micro_batch_size: 3}", "train.micro_batch_size: 3 does not"),
     ("inf", "study: {weight_sweep: [.inf]}", "study.weight_sweep[0]: expected a finite number"),
     ("section_not_mapping", "train: 5", "train: expected a mapping"),
     ("top_not_mapping", "[1, 2]", "config: expected a mapping"),

@@ -351,3 +351,11 @@ def test_reference_pass_keeps_log_probs_in_memory(tokenizer, monkeypatch) -> Non
     chosen, rejected = trainer.compute_ref_log_probs(trainer.model, batch)
     torch.testing.assert_close(torch.tensor(ds[REF_COLUMNS[0]]), chosen.float(), atol=0, rtol=0)
     torch.testing.assert_close(torch.tensor(ds[REF_COLUMNS[1]]), rejected.float(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("micro", "per_device", "accumulate"), [(0, 8, 1), (8, 8, 1), (4, 4, 2), (2, 2, 4)])
+def test_micro_batch_accumulates_to_the_batch(micro: int, per_device: int, accumulate: int) -> None:
+    from selfmoa.training import dpo_args
+
+    args = dpo_args(TrainConfig(batch_size=8, micro_batch_size=micro), "/tmp/unused", 0, 40)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (per_device, accumulate)
