@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_var = sub.add_parser("variant", help="train and evaluate one study variant of a run (07b runs one per process)")
     _common(p_var)
     p_var.add_argument("--name", required=True, help="variant name from the run's 07b plan, e.g. loop_ws0")
+    p_var.add_argument(
+        "--round",
+        type=int,
+        default=None,
+        dest="round_",
+        help="train only this round of a static_sched_* variant (its process starts one per round)",
+    )
     p_cfg = sub.add_parser("config", help="list every config key with its default and help")
     p_cfg.add_argument("--check", metavar="PATH", help="validate a config file and exit")
     return parser
@@ -186,6 +193,10 @@ def _variant(args: argparse.Namespace) -> int:
     from selfmoa.paths import resolve_path
 
     run_id = args.run_id or pipeline.default_run_id(C.load(resolve_path(args.config), args.overrides))
+    if args.round_ is not None:
+        row = variant_runs.train_round_in_process(args.config, run_id, args.name, args.round_, args.overrides)
+        print(json.dumps({"name": args.name, "round": row["round"], "n_pairs": row["n_pairs"]}))
+        return 0
     result = variant_runs.run_in_process(args.config, run_id, args.name, args.overrides)
     print(json.dumps({k: result[k] for k in ("name", "n_pairs", "seconds")}))
     return 0

@@ -6,7 +6,11 @@ the notebook's own kernel loads no model. In the child, `run_in_process` trains 
 
 - one round from the starting policy (`selfmoa.variants` groups static, data, weights, objective, noise);
 - the static curated baseline on the loop's schedule: T rounds of fresh curated pairs, each round trained on
-  the model of the previous one (adapters `adapter_round<t>/` of the variant folder, each round resumable);
+  the model of the previous one (adapters `adapter_round<t>/` of the variant folder, each round resumable).
+  Each round trains in a process of its own (`selfmoa variant --round t`, started by the variant's process),
+  so neither the next round nor the evaluation inherits what a round leaves resident (trainer objects,
+  allocator caches, the heap glibc keeps after its activations are freed): three rounds and the evaluation
+  in one process reached 6.5 GiB in the cpu study;
 - a loop variant: the loop's stages 02-06 for T rounds with the variant's overrides, in a run folder of its
   own, `<run>--<name>` (with its own run lock), that starts from the main run's starting policy: every stage of
   the main run, in run order, whose key the variant leaves unchanged (00_setup, 01_safety_reset, and the
@@ -26,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +67,27 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
-def variant_command(config_path: str | Path, run_id: str, name: str, overrides: Sequence[str]) -> list[str]:
-    """The child's command line: `python -m selfmoa.cli variant ...`."""
+def variant_command(
+    config_path: str | Path, run_id: str, name: str, overrides: Sequence[str], round_: int | None = None
+) -> list[str]:
+    """The child's command line: `python -m selfmoa.cli variant ...` (with `round_`: that round's training only)."""
     cmd = [sys.executable, "-m", "selfmoa.cli", "variant", "--config", str(config_path), "--run-id", run_id]
     for o in overrides:
         cmd += ["--set", o]
+    if round_ is not None:
+        cmd += ["--round", str(round_)]
     return cmd + ["--name", name]
+
+
+def run_child(cmd: list[str], what: str) -> None:
+    """Run `cmd` to completion in a child process that dies with this one; a RuntimeError naming `what` and
+    ending with the child's stderr when it fails."""
+    from selfmoa.paths import ROOT
+
+    log.info("%s: %s", what, " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=ROOT, preexec_fn=_die_with_parent, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
 def run_all(
@@ -78,7 +97,7 @@ def run_all(
 
     With `force`, every variant's folder (and a loop variant's run folder) is removed first, so all retrain.
     """
-    from selfmoa.paths import ROOT, run_dir
+    from selfmoa.paths import run_dir
 
     results = []
     for v in plan:
@@ -87,11 +106,7 @@ def run_all(
                 shutil.rmtree(folder, ignore_errors=True)
         done = finished(ctx, v)
         if done is None:
-            cmd = variant_command(config_path, ctx.run.name, v.name, overrides)
-            log.info("variant %s: %s", v.name, " ".join(cmd))
-            proc = subprocess.run(cmd, cwd=ROOT, preexec_fn=_die_with_parent, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"variant {v.name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+            run_child(variant_command(config_path, ctx.run.name, v.name, overrides), f"variant {v.name}")
             done = finished(ctx, v)
             if done is None:
                 raise RuntimeError(f"variant {v.name}: the child exited 0 but left no matching {RESULT}")
@@ -99,15 +114,23 @@ def run_all(
     return results
 
 
-def run_in_process(config_path: str | Path, run_id: str, name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Train and evaluate one variant of run `run_id` in this process (`selfmoa variant`); returns its result."""
+def _open(config_path: str | Path, run_id: str, name: str, overrides: Sequence[str]) -> tuple[Any, Variant]:
+    """(stage context of 07b, the variant named `name` in its plan)."""
     from selfmoa import variants
 
     ctx = artifacts.open_stage(config_path, run_id, "07b_variants", overrides=list(overrides))
     by_name = {v.name: v for v in variants.plan(ctx.cfg)}
     if name not in by_name:
         raise ValueError(f"variant {name!r} is not in this config's plan; planned: {sorted(by_name)}")
-    variant = by_name[name]
+    return ctx, by_name[name]
+
+
+def run_in_process(config_path: str | Path, run_id: str, name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Train and evaluate one variant of run `run_id` in this process (`selfmoa variant`); returns its result.
+
+    A static-schedule variant trains each round in a child process (`train_round_in_process`) and evaluates here.
+    """
+    ctx, variant = _open(config_path, run_id, name, overrides)
     done = finished(ctx, variant)
     if done is not None:
         return done
@@ -115,7 +138,12 @@ def run_in_process(config_path: str | Path, run_id: str, name: str, overrides: S
     if variant.data == "loop":
         model_dir, rounds = run_loop(ctx, variant, config_path, overrides)
     elif variant.data == "curated_schedule":
-        model_dir, rounds = run_static_schedule(ctx, variant)
+
+        def train_round(t: int) -> None:
+            cmd = variant_command(config_path, run_id, name, overrides, round_=t)
+            run_child(cmd, f"variant {name} round {t}")
+
+        model_dir, rounds = run_static_schedule(ctx, variant, train_round)
     else:
         model_dir, rounds = run_one_round(ctx, variant)
     result = evaluate_and_save(ctx, variant, model_dir, rounds)
@@ -172,30 +200,84 @@ def _round_row(t: int, built: Sequence[dict[str, Any]], train: dict[str, Any]) -
     return {"round": t + 1, "n_pairs": len(built), "sources": source_counts(built), "train": train}
 
 
-def run_static_schedule(ctx: Any, variant: Variant) -> tuple[list[Path], list[dict[str, Any]]]:
-    """The static curated baseline on the loop's schedule: `iterations` rounds, each from the previous model."""
+def _static_plan(ctx: Any, variant: Variant) -> tuple[C.RunConfig, list[list[dict[str, Any]]], dict[str, Any]]:
+    """(variant config, curated pairs of each round, schedule info) of a static-schedule variant."""
     from selfmoa import data, pairs, variants
 
     cfg = variant_config(ctx.cfg, variant)
     pool = pairs.curated_pairs(data.static_curated_pairs(), ctx.seed)
     schedule, info = variants.static_schedule(pool, cfg.iterations, int(variant.n_pairs or 0), ctx.seed)
-    eval_texts = data.eval_prompt_texts(cfg)
+    return cfg, schedule, info
+
+
+def round_paths(ctx: Any, variant: Variant, t: int) -> tuple[Path, Path]:
+    """(adapter folder, marker file) of round `t` of a static-schedule variant."""
     folder = ctx.path(variant.name)
+    return folder / f"adapter_round{t}", folder / f"round{t}.json"
+
+
+def finished_round(ctx: Any, variant: Variant, t: int) -> dict[str, Any] | None:
+    """Round `t`'s saved row when it finished under this config (marker key matches, adapter saved), else None."""
+    adapter, marker = round_paths(ctx, variant, t)
+    saved = artifacts.read_json(marker) if marker.is_file() else {}
     key = variant_key(ctx.cfg, ctx.stage, ctx.upstream, variant)
-    adapters: list[Path] = []
+    return saved["row"] if saved.get("key") == key and (adapter / "adapter_config.json").is_file() else None
+
+
+def train_static_round(ctx: Any, variant: Variant, t: int) -> dict[str, Any]:
+    """Train round `t` of a static-schedule variant in this process on the model of round t-1; write its marker."""
+    from selfmoa import data, pairs
+
+    cfg, schedule, _ = _static_plan(ctx, variant)
+    if not 0 <= t < len(schedule):
+        raise ValueError(f"variant {variant.name}: round {t} is not one of its {len(schedule)} rounds")
+    missing = [s for s in range(t) if finished_round(ctx, variant, s) is None]
+    if missing:
+        raise RuntimeError(f"variant {variant.name}: round {t} trains on rounds {missing}, which have not finished")
+    chunk = schedule[t]
+    pairs.assert_no_eval_prompts(chunk, data.eval_prompt_texts(cfg))
+    adapters = [round_paths(ctx, variant, s)[0] for s in range(t)]
+    adapter, marker = round_paths(ctx, variant, t)
+    row = _round_row(t, chunk, _train_round(ctx, cfg, chunk, adapters, adapter, t))
+    artifacts.write_json(marker, {"key": variant_key(ctx.cfg, ctx.stage, ctx.upstream, variant), "row": row})
+    return row
+
+
+def train_round_in_process(
+    config_path: str | Path, run_id: str, name: str, t: int, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Round `t` of static-schedule variant `name` in this process (`selfmoa variant --round t`); returns its row."""
+    ctx, variant = _open(config_path, run_id, name, overrides)
+    if variant.data != "curated_schedule":
+        raise ValueError(f"variant {name!r} has no rounds of its own: --round is for the static_sched_* variants")
+    row = finished_round(ctx, variant, t)
+    return row if row is not None else train_static_round(ctx, variant, t)
+
+
+def run_static_schedule(
+    ctx: Any, variant: Variant, train_round: Callable[[int], None]
+) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The static curated baseline on the loop's schedule: `iterations` rounds, each from the previous model.
+
+    `train_round(t)` trains round t (in a process of its own: `train_round_in_process`) and is called, in order,
+    for each round without a finished marker (rounds finished before an interruption are kept).
+    """
+    from selfmoa import data, pairs
+
+    cfg, schedule, info = _static_plan(ctx, variant)
+    eval_texts = data.eval_prompt_texts(cfg)
     rows = []
     for t, chunk in enumerate(schedule):
         pairs.assert_no_eval_prompts(chunk, eval_texts)
-        adapter, marker = folder / f"adapter_round{t}", folder / f"round{t}.json"
-        saved = artifacts.read_json(marker) if marker.is_file() else {}
-        if saved.get("key") == key and (adapter / "adapter_config.json").is_file():
-            rows.append(saved["row"])  # finished before an interruption
-        else:
-            rows.append(_round_row(t, chunk, _train_round(ctx, cfg, chunk, adapters, adapter, t)))
-            artifacts.write_json(marker, {"key": key, "row": rows[-1]})
-        adapters.append(adapter)
+        row = finished_round(ctx, variant, t)
+        if row is None:
+            train_round(t)
+            row = finished_round(ctx, variant, t)
+        if row is None:
+            raise RuntimeError(f"variant {variant.name}: round {t} finished but left no matching marker")
+        rows.append(row)
     rows[0]["schedule"] = info
-    return adapters, rows
+    return [round_paths(ctx, variant, t)[0] for t in range(len(schedule))], rows
 
 
 def shared_steps(cfg: C.RunConfig, main: Path) -> list[tuple[str, int | None]]:

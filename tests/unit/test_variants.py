@@ -364,6 +364,48 @@ def test_run_all_skips_finished_variants_and_resumes_the_rest(tmp_path, monkeypa
     assert not ctx.path("static_dpo_n50").exists()  # force removed the old result before retraining
 
 
+def test_static_schedule_trains_each_unfinished_round_in_order_through_train_round(tmp_path) -> None:
+    """Rounds run one per process: `run_static_schedule` only calls `train_round(t)` for the rounds without a
+    finished marker, in order, and reads back what the round's process wrote."""
+    from types import SimpleNamespace
+
+    from selfmoa import artifacts, variant_runs
+    from selfmoa.cli import build_parser
+
+    cfg = C.with_overrides(_cfg(), {"runs_dir": str(tmp_path)})
+    v = next(v for v in variants.plan(cfg) if v.name == "static_sched_n16")
+    run = tmp_path / "main"
+    ctx = SimpleNamespace(cfg=cfg, run=run, stage="07b_variants", upstream={"a": "b"}, seed=0,
+                          path=lambda name: run / "07b_variants" / name)  # fmt: skip
+    key = variants.variant_key(cfg, ctx.stage, ctx.upstream, v)
+
+    def finish(t: int, marker_key: str = key) -> None:
+        adapter, marker = variant_runs.round_paths(ctx, v, t)
+        artifacts.write_json(adapter / "adapter_config.json", {})
+        artifacts.write_json(marker, {"key": marker_key, "row": {"round": t + 1, "n_pairs": 16, "sources": {}}})
+
+    finish(0)  # finished before an interruption
+    finish(1, "stale")  # trained under another config: trains again
+    calls: list[int] = []
+    adapters, rows = variant_runs.run_static_schedule(ctx, v, lambda t: (calls.append(t), finish(t)))
+    assert calls == [1, 2]
+    assert [r["round"] for r in rows] == [1, 2, 3] and rows[0]["schedule"]["rounds"] == 3
+    assert [a.name for a in adapters] == ["adapter_round0", "adapter_round1", "adapter_round2"]
+    assert variant_runs.run_static_schedule(ctx, v, calls.append)[1] == rows and calls == [1, 2]  # all kept
+
+    (run / "07b_variants" / v.name / "round2.json").unlink()
+    with pytest.raises(RuntimeError, match="round 2 finished but left no matching marker"):
+        variant_runs.run_static_schedule(ctx, v, lambda t: None)
+    with pytest.raises(ValueError, match="round 3 is not one of its 3 rounds"):
+        variant_runs.train_static_round(ctx, v, 3)
+    (run / "07b_variants" / v.name / "adapter_round0" / "adapter_config.json").unlink()
+    with pytest.raises(RuntimeError, match=r"round 1 trains on rounds \[0\], which have not finished"):
+        variant_runs.train_static_round(ctx, v, 1)  # checked before any model loads
+    cmd = variant_runs.variant_command("configs/cpu.yaml", "main", v.name, ["seed=0"], round_=2)
+    assert cmd[-4:] == ["--round", "2", "--name", v.name]
+    assert build_parser().parse_args(cmd[cmd.index("variant") :]).round_ == 2
+
+
 # ---- data efficiency: ratio with intervals ----
 
 
