@@ -267,8 +267,9 @@ class TrainConfig:
     micro_batch_size: int = _f(
         0,
         "pairs per forward/backward pass (0 = batch_size): batch_size / micro_batch_size passes are accumulated into "
-        "one optimisation step, which lowers peak memory at about the same speed (the SFT term becomes the mean of "
-        "the passes' token means) (this project's choice)",
+        "one optimisation step, which lowers peak memory (the SFT term becomes the mean of the passes' token means; "
+        "one cpu-profile round of 128 pairs on 2 EPYC cores: 4 of 8 peaked at 4.0 GiB instead of 5.7, at 1.18x the "
+        "time; train.gradient_checkpointing: 2.5 GiB at 1.43x, same weights) (this project's choice)",
         0,
         4096,
         keyed_when_changed=True,
