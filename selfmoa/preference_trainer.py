@@ -194,7 +194,9 @@ class MultiObjectiveDPOTrainer(DPOTrainer):
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        return LengthBucketSampler(dataset[LENGTH_COLUMN], self.args.per_device_train_batch_size, self.bucket_seed)
+        # buckets of one optimisation step, so micro-batches (train.micro_batch_size) split a step's pairs, not mix steps
+        step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        return LengthBucketSampler(dataset[LENGTH_COLUMN], step, self.bucket_seed)
 
     def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
         """Reference log-probabilities of every pair, added as float32 columns in memory (see module doc).

@@ -359,3 +359,20 @@ def test_micro_batch_accumulates_to_the_batch(micro: int, per_device: int, accum
 
     args = dpo_args(TrainConfig(batch_size=8, micro_batch_size=micro), "/tmp/unused", 0, 40)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (per_device, accumulate)
+
+
+def test_micro_batches_split_one_steps_length_bucket(tokenizer) -> None:
+    from selfmoa.preference_trainer import MarginCollator, MultiObjectiveDPOTrainer
+    from selfmoa.training import dpo_args
+
+    trainer = MultiObjectiveDPOTrainer(
+        model=_tiny_llama(tokenizer),
+        args=dpo_args(replace(TINY_CFG, batch_size=4, micro_batch_size=2), "/tmp/unused", 0, 8),
+        train_dataset=preference_dataset(_pairs(8, [0.3])),
+        processing_class=tokenizer,
+        data_collator=MarginCollator(pad_token_id=tokenizer.pad_token_id, max_length=64),
+        w_safety=1.0,
+        w_helpful=1.0,
+    )
+    assert trainer.args.per_device_train_batch_size == 2
+    assert trainer._get_train_sampler().batch_size == 4
