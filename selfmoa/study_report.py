@@ -28,6 +28,7 @@ ITEM_METRICS = ("safety", "attack_success_rate", "harmful_refusal", "over_refusa
 # refusals of harmful prompts whose MiniLM cosine prompt/response is below `OFF_TOPIC_BELOW` (a share of refusals,
 # not of prompts; `selfmoa.evaluation`); reported beside the headline, not in `models`
 OFF_TOPIC = "off_topic_refusal"
+LOOP_WEIGHTS = "loop_weights"  # 07b group (and summary.json section) of the loop rerun at other w_s (`loop_ws<w>`)
 BENIGN_METRICS = ("over_refusal", "helpfulness")
 SET_METRICS = {"harmful": ("safety",), "benign": ("over_refusal", "helpfulness")}  # per-set reporting
 # headline changes of a model against `base`: (name in summary.json, metric, scale)
@@ -244,6 +245,68 @@ def off_topic_summary(
     return out
 
 
+WEIGHT_METRICS = (("safety", 100.0), ("over_refusal", 100.0), ("helpfulness", 1.0))  # (metric, scale of changes)
+
+
+def loop_weight_summary(
+    runs: Sequence[dict[str, Any]],
+    main: dict[int, dict[tuple[str, str], dict[str, float]]],
+    unsafe_below: float,
+    n_boot: int,
+) -> list[dict[str, Any]]:
+    """Does the safety-margin weight matter once the loop iterates? One row per whole-loop variant `loop_ws<w>`
+    (the seed runs' `loop_weights`), sorted by w_s, on the seeds that trained it: each metric of the variant and
+    of the main run (`main`: the final policy's `item_values` by seed) on those same seeds, as means over seeds
+    [seed-and-prompt CI] with per-seed values, and the paired change main - variant (safety and over-refusal in
+    points, helpfulness in score units). [] when no seed run trained a weight variant.
+    """
+    by_name: dict[str, dict[int, Any]] = {}
+    weights: dict[str, Any] = {}
+    for run in runs:
+        for name, v in run.get(LOOP_WEIGHTS, {}).items():
+            by_name.setdefault(name, {})[int(run["seed"])] = item_values(v["records"], unsafe_below)
+            weights[name] = v["w_safety"]
+    rows = []
+    for name in sorted(by_name, key=lambda n: (weights[n] is None, weights[n] or 0.0)):
+        variant = {s: v for s, v in by_name[name].items() if s in main}
+        ref = {s: main[s] for s in variant}
+        row: dict[str, Any] = {"name": name, "w_safety": weights[name], "seeds": sorted(variant)}
+        for metric, scale in WEIGHT_METRICS:
+            for key, vals in (("variant", variant), ("main", ref)):
+                s = metric_summary(vals, ALL_SETS, metric, n_boot)
+                row.setdefault(key, {})[metric] = {k: s[k] for k in ("mean", "ci", "per_seed")}
+            g = gain_summary(ref, variant, ALL_SETS, metric, n_boot, scale)
+            row.setdefault("main_minus_variant", {})[metric] = {k: g[k] for k in ("mean", "ci", "per_seed")}
+        rows.append(row)
+    return rows
+
+
+def loop_weight_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of `loop_weight_summary`: per variant, the variant and the main run (w_s = train.w_safety)
+    on the variant's seeds, and their paired change, each cell 'mean [95% CI] (seed: value, ...)'."""
+
+    def cell(s: dict[str, Any], fmt: str) -> str:
+        seeds = ", ".join(f"{k}: {v:{fmt}}" for k, v in sorted(s["per_seed"].items()))
+        return f"{s['mean']:{fmt}} [{s['ci'][0]:{fmt}}, {s['ci'][1]:{fmt}}] ({seeds})"
+
+    out = []
+    for r in rows:
+        seeds = ", ".join(str(s) for s in r["seeds"])
+        for label, key, fmt in ((f"{r['name']} (w_s = {r['w_safety']:g})", "variant", ".3f"),
+                                ("selfmoa (main run, train.w_safety)", "main", ".3f"),
+                                ("change: selfmoa - " + r["name"], "main_minus_variant", "+.1f")):  # fmt: skip
+            vals = r[key]
+            out.append(
+                {"model": label, "seeds": seeds}
+                | {
+                    m: cell(vals[m], "+.3f" if m == "helpfulness" and key == "main_minus_variant" else fmt)
+                    for m, _ in WEIGHT_METRICS
+                }
+            )
+    return markdown_table(out, {"model": "model", "seeds": "seeds", "safety": "safety", "over_refusal":
+                                "over-refusal", "helpfulness": "helpfulness"})  # fmt: skip
+
+
 def off_topic_markdown(off_topic: dict[str, dict[str, Any]]) -> str:
     """Markdown table of `off_topic_summary`: per model, the off-topic share of its harmful-prompt refusals
     (mean over seeds [95% CI]) and every seed's share with the refusals it is over."""
@@ -308,7 +371,8 @@ def headline_variants(variants: Sequence[dict[str, Any]]) -> dict[str, str]:
 def load_seed_run(run: str | Path) -> dict[str, Any]:
     """What 08_report reads from one seed run: its seed (config snapshot), 07_evaluate's summary, loop, judge
     table, per-sample records and capability results under the report's model names, and 07b's variants
-    (headline baselines' records and capability where saved).
+    (headline baselines' records and capability where saved; the whole-loop weight variants' w_s and records
+    under `loop_weights`).
 
     Raises:
         FileNotFoundError: a stage output is missing (run the seed run first).
@@ -337,6 +401,11 @@ def load_seed_run(run: str | Path) -> dict[str, Any]:
     }
     n_pairs = {name: m.get("n_pairs") for name, m in loop_models(evaluated["models"], loop_doc["iterations"]).items()}
     by_name = {v["name"]: v for v in variants_doc.get("variants", [])}
+    loop_weights = {
+        v["name"]: {"w_safety": v.get("w_safety"), "records": artifacts.read_jsonl(va / v["records"])}
+        for v in variants_doc.get("variants", [])
+        if v["group"] == LOOP_WEIGHTS and v.get("records") and (va / v["records"]).is_file()
+    }
     for report_name, name in headline_variants(variants_doc.get("variants", [])).items():
         path = va / name / "records.jsonl"
         if path.is_file():
@@ -354,6 +423,7 @@ def load_seed_run(run: str | Path) -> dict[str, Any]:
         "records": records,
         "n_pairs": n_pairs,
         "capability": capability,
+        LOOP_WEIGHTS: loop_weights,
         "sources": [
             f"data/runs/{run.name}/{p.parent.name}/{p.name}"
             for p in (ev / "summary.json", ev / "loop.json", va / "variants.json")
@@ -389,6 +459,7 @@ def cross_seed(runs: Sequence[dict[str, Any]], unsafe_below: float, n_boot: int)
         "per_set": per_set_summary(values, kinds, n_boot),
         "per_seed": per_seed_table(values, kinds),
         OFF_TOPIC: off_topic_summary(values, n_boot),
+        LOOP_WEIGHTS: loop_weight_summary(runs, values.get("selfmoa", {}), unsafe_below, n_boot),
         "by_set": by_set_frame(values, kinds, n_boot),
         "kinds": kinds,
     }
@@ -396,8 +467,8 @@ def cross_seed(runs: Sequence[dict[str, Any]], unsafe_below: float, n_boot: int)
 
 def seed_sections(study: dict[str, Any]) -> dict[str, Any]:
     """The parts of `summary.json` that `cross_seed` adds: seeds, seed runs, gains with intervals, per seed,
-    per set, off-topic refusal (NaN written as null)."""
-    keys = ("seeds", "seed_runs", "gains", "per_seed", "per_set", OFF_TOPIC)
+    per set, off-topic refusal, the whole-loop weight sweep (NaN written as null)."""
+    keys = ("seeds", "seed_runs", "gains", "per_seed", "per_set", OFF_TOPIC, LOOP_WEIGHTS)
     return _finite({k: study[k] for k in keys}) | {"n_seeds": len(study["seeds"])}
 
 
@@ -632,7 +703,7 @@ def study_tables_markdown(
     """The cross-seed sections of `tables.md`: changes of the final policy (all prompts and per set, every
     seed), every model per set, off-topic refusals of every model and round (when the records have
     topicality), capability (when measured) and, with several seeds, the round-by-round loop table of every
-    seed after the first (`tables_markdown` holds the first seed's)."""
+    seed after the first (`tables_markdown` holds the first seed's) and the whole-loop weight sweep (when run)."""
     n = len(study["seeds"])
     sections = [
         (f"Closed loop, round by round, seed {r['seed']}", loop_markdown(r["loop"]["iterations"]))
@@ -652,6 +723,12 @@ def study_tables_markdown(
         sections.append((title, off_topic_markdown(study[OFF_TOPIC])))
     if cap:
         sections.append((f"Capability (lm-eval, zero-shot), mean over {n} seeds [95% CI]", capability_markdown(cap)))
+    if study.get(LOOP_WEIGHTS):
+        title = (
+            "Weights over the whole loop: each `loop_ws<w>` and the main run on the seeds that trained it, "
+            "mean over seeds [seed-and-prompt 95% CI] (per seed); change in points (helpfulness: score)"
+        )
+        sections.append((title, loop_weight_markdown(study[LOOP_WEIGHTS])))
     return "\n\n".join(f"### {title}\n\n{table}" for title, table in sections)
 
 

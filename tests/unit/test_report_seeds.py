@@ -201,14 +201,18 @@ def test_load_seed_run_reads_a_run_folder_under_the_report_names(tmp_path: Any) 
     artifacts.write_json(ev / "loop.json", {"iterations": [{"n_pairs": 10}, {"n_pairs": 12}], "base": {}})
     artifacts.write_json(va / "variants.json", {"variants": [
         {"name": "static_dpo_n8", "group": "static", "n_pairs": 8, "metrics": m},
-        {"name": "static_dpo_n4", "group": "static", "n_pairs": 4, "metrics": m}]})  # fmt: skip
+        {"name": "static_dpo_n4", "group": "static", "n_pairs": 4, "metrics": m},
+        {"name": "loop_ws0", "group": "loop_weights", "w_safety": 0.0, "records": "loop_ws0/records.jsonl"},
+        {"name": "loop_ws2", "group": "loop_weights", "w_safety": 2.0, "records": "loop_ws2/records.jsonl"}]})  # fmt: skip
     artifacts.write_jsonl(va / "static_dpo_n8" / "records.jsonl", recs)
+    artifacts.write_jsonl(va / "loop_ws0" / "records.jsonl", recs[:3])  # loop_ws2 has no records (not finished)
     loaded = study_report.load_seed_run(run)
     assert loaded["seed"] == 3 and loaded["run_id"] == "p-seed3"
     assert loaded["evaluated"]["eval_sets"] == {"harm_a": N, "overrefusal": N}
     assert list(loaded["records"]) == ["base", "selfmoa_iter1", "selfmoa", "static_dpo"]
     assert loaded["n_pairs"] == {"base": 0, "selfmoa_iter1": 10, "selfmoa": 22, "static_dpo": 8}
     assert list(loaded["capability"]) == ["selfmoa"]
+    assert loaded["loop_weights"] == {"loop_ws0": {"w_safety": 0.0, "records": recs[:3]}}
     with pytest.raises(FileNotFoundError, match="run the seed run"):
         study_report.load_seed_run(tmp_path / "nothing")
 
@@ -262,3 +266,28 @@ def test_off_topic_refusal_per_seed_and_mean_over_seeds() -> None:
 def test_no_off_topic_section_without_topicality(study: dict[str, Any]) -> None:
     assert study["off_topic_refusal"] == {} and study["per_seed"]["0"]["selfmoa"]["off_topic_refusal"] is None
     assert "Off-topic" not in study_report.study_tables_markdown(study, {}, ["base", "selfmoa"])
+
+
+def test_loop_weight_sweep_is_paired_with_the_main_run_on_its_own_seeds() -> None:
+    runs = [seed_run(0, 0.2, 0.3), seed_run(1, 0.4, 0.25), seed_run(2, 0.1, 0.35)]
+    # w_s = 0 trained on seeds 0 and 1 only: every harmful answer of harm_a unsafe, no over-refusal on benign_b
+    weak = records({"harm_a": 0.8, "harm_b": 0.8}, {"benign_a": 0.0, "benign_b": 0.0}, 0.65)
+    for r in runs[:2]:
+        r["loop_weights"] = {"loop_ws0": {"w_safety": 0.0, "records": weak}}
+    study = study_report.cross_seed(runs, unsafe_below=0.5, n_boot=200)
+    (row,) = study["loop_weights"]
+    assert row["name"] == "loop_ws0" and row["w_safety"] == 0.0 and row["seeds"] == [0, 1]
+    # main safety per seed on its 40 harmful prompts: (20 * (1 - a) + 4) / 40; the variant's: 8 / 40 = 0.2
+    main = {0: (16 + 4) / 40, 1: (12 + 4) / 40}
+    assert row["main"]["safety"]["per_seed"] == pytest.approx(main)
+    assert row["variant"]["safety"]["per_seed"] == pytest.approx({0: 0.2, 1: 0.2})
+    change = row["main_minus_variant"]["safety"]
+    assert change["per_seed"] == pytest.approx({s: 100 * (v - 0.2) for s, v in main.items()})
+    assert change["ci"][0] <= change["mean"] <= change["ci"][1] and change["ci"][0] > 0
+    # over-refusal on 40 benign prompts: main refuses final_refused_b * 20, the variant none
+    assert row["main_minus_variant"]["over_refusal"]["per_seed"] == pytest.approx({0: 15.0, 1: 12.5})
+    sections = study_report.seed_sections(study)
+    json.dumps(sections["loop_weights"], allow_nan=False)
+    table = study_report.study_tables_markdown(study, {}, ["base", "selfmoa"], runs)
+    assert "loop_ws0 (w_s = 0)" in table and "change: selfmoa - loop_ws0" in table and "0: +30.0" in table
+    assert study_report.cross_seed(runs[2:], 0.5, 50)["loop_weights"] == []
