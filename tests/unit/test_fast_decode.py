@@ -162,3 +162,26 @@ def test_cache_keys_name_the_decoder(tiny: tuple[Any, Any], tmp_path: Path) -> N
         generate(model, tok, PROMPTS[:2], max_new_tokens=4, cache=cache, decoder=decoder, progress=False)
     with cache._connect() as con:
         assert con.execute("SELECT COUNT(*) FROM gen").fetchone()[0] == 4
+
+
+def test_output_head_gets_a_contiguous_input_for_frozen_models(tiny: tuple[Any, Any], smollm: tuple[Any, Any]) -> None:
+    # a frozen model (merged adapters leave requires_grad off) with a strided head input makes torch.matmul copy
+    # the head weight once per row; `contiguous_head_input` (applied by load_model) hands the head a contiguous copy
+    from selfmoa.models import contiguous_head_input
+
+    assert smollm[0].get_output_embeddings()._forward_pre_hooks  # load_model applied it
+    model, tok = tiny
+    decoders = fast_decode.DECODERS
+    before = {d: generate(model, tok, PROMPTS[:3], decoder=d, progress=False, max_new_tokens=6) for d in decoders}
+    seen: list[bool] = []
+    handle = contiguous_head_input(model)
+    post = model.get_output_embeddings().register_forward_hook(lambda m, a, out: seen.append(a[0].is_contiguous()))
+    try:
+        model.requires_grad_(False)
+        after = {d: generate(model, tok, PROMPTS[:3], decoder=d, progress=False, max_new_tokens=6) for d in decoders}
+    finally:
+        handle.remove()
+        post.remove()
+        model.requires_grad_(True)
+    assert len(seen) >= 2 and all(seen)
+    assert after == before
