@@ -6,36 +6,15 @@ the head weight once per row instead; `selfmoa.models.contiguous_head_input` (ap
 head a contiguous copy. Baseline: the embedded policy in bfloat16, frozen, with that hook removed; project: the
 same model with the hook. Both answer the same prompts greedily with `selfmoa.generation.generate` (the default
 decoder, `sampling.batch_size`-style batches of `batch` rows), alternating round by round in one process. Peak RSS
-of each path is read from VmHWM after resetting it (Linux `/proc/self/clear_refs`; None elsewhere). Answers must be
+of each path: `PeakRSS` sampled while that path generates (the model's own memory included). Answers must be
 identical.
 """
 
 from __future__ import annotations
 
-import resource
-from pathlib import Path
 from typing import Any
 
-from benchmarks.common import check, load_policy, mixed_prompts, record, speedup, timed
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM); False where the kernel does not offer it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_gib() -> float:
-    """Peak RSS of this process since the last reset, GiB (VmHWM; ru_maxrss where /proc is missing)."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+from benchmarks.common import PeakRSS, check, load_policy, mixed_prompts, record, speedup, timed
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -49,20 +28,19 @@ def run(quick: bool = False) -> dict[str, Any]:
     head = model.get_output_embeddings()
     hooks = dict(head._forward_pre_hooks)
     seconds: dict[str, float] = {"baseline": 0.0, "project": 0.0}
-    peaks: dict[str, float | None] = {"baseline": None, "project": None}
+    peaks: dict[str, float] = {"baseline": 0.0, "project": 0.0}
     answers: dict[str, list[list[str]]] = {}
     for _ in range(rounds):
         for path in ("baseline", "project"):
             head._forward_pre_hooks.clear()
             if path == "project":
                 head._forward_pre_hooks.update(hooks)
-            can_reset = _reset_peak()
-            answers[path], s = timed(
-                generate, model, tok, prompts, max_new_tokens=new_tokens, batch_size=batch, progress=False
-            )
+            with PeakRSS(interval=0.05) as rss:
+                answers[path], s = timed(
+                    generate, model, tok, prompts, max_new_tokens=new_tokens, batch_size=batch, progress=False
+                )
             seconds[path] += s
-            peak = _peak_gib() if can_reset else None
-            peaks[path] = peak if peaks[path] is None or peak is None else max(peaks[path], peak)
+            peaks[path] = max(peaks[path], rss.peak_bytes / 2**30)
     head._forward_pre_hooks.clear()
     head._forward_pre_hooks.update(hooks)
     identical = answers["baseline"] == answers["project"]

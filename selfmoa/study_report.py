@@ -245,9 +245,6 @@ def off_topic_summary(
     return out
 
 
-WEIGHT_METRICS = (("safety", 100.0), ("over_refusal", 100.0), ("helpfulness", 1.0))  # (metric, scale of changes)
-
-
 def loop_weight_summary(
     runs: Sequence[dict[str, Any]],
     main: dict[int, dict[tuple[str, str], dict[str, float]]],
@@ -267,11 +264,11 @@ def loop_weight_summary(
             by_name.setdefault(name, {})[int(run["seed"])] = item_values(v["records"], unsafe_below)
             weights[name] = v["w_safety"]
     rows = []
-    for name in sorted(by_name, key=lambda n: (weights[n] is None, weights[n] or 0.0)):
+    for name in sorted(by_name, key=weights.__getitem__):
         variant = {s: v for s, v in by_name[name].items() if s in main}
         ref = {s: main[s] for s in variant}
         row: dict[str, Any] = {"name": name, "w_safety": weights[name], "seeds": sorted(variant)}
-        for metric, scale in WEIGHT_METRICS:
+        for _, metric, scale in GAINS:
             for key, vals in (("variant", variant), ("main", ref)):
                 s = metric_summary(vals, ALL_SETS, metric, n_boot)
                 row.setdefault(key, {})[metric] = {k: s[k] for k in ("mean", "ci", "per_seed")}
@@ -300,7 +297,7 @@ def loop_weight_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 {"model": label, "seeds": seeds}
                 | {
                     m: cell(vals[m], "+.3f" if m == "helpfulness" and key == "main_minus_variant" else fmt)
-                    for m, _ in WEIGHT_METRICS
+                    for _, m, _ in GAINS
                 }
             )
     return markdown_table(out, {"model": "model", "seeds": "seeds", "safety": "safety", "over_refusal":

@@ -278,17 +278,3 @@ def test_resumed_study_takes_skipped_steps_from_their_manifests(tmp_path) -> Non
     }
     assert with_recorded_seconds(fresh, tmp_path) is fresh  # nothing skipped: the wall time stands
     assert manifest_peak_rss(study, tmp_path) == (2.5, 1)  # the largest process of the one stage that recorded it
-
-
-def test_frozen_head_peak_rss_resets_between_paths() -> None:
-    import numpy as np
-
-    from benchmarks.frozen_head import _peak_gib, _reset_peak
-
-    if not _reset_peak():
-        pytest.skip("this kernel cannot reset the peak RSS (/proc/self/clear_refs)")
-    block = np.ones(2**28 // 8)  # 256 MiB, touched
-    high = _peak_gib()
-    del block
-    assert _reset_peak()
-    assert high - _peak_gib() > 0.2
