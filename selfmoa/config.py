@@ -177,12 +177,12 @@ class SamplingConfig:
     n_benign: int = _f(48, "benign prompts sampled per iteration (helpfulness / over-refusal guard)", 0, 100_000)
     decoder: str = _f(
         "reference",
-        "generation decoder of every stage: 'reference' (transformers' model.generate) or 'fast' "
+        "generation decoder of every stage: 'reference' (transformers' model.generate), 'fast' "
         "(selfmoa.fast_decode, own loop over a static KV cache; PEFT-wrapped or 4-bit models and repetition "
-        "penalties use the reference). Measured on AMD EPYC, bf16, 64 prompts x 64 tokens: fast 0.96x the "
+        "penalties use the reference) or 'compact' (the fast loop dropping rows that have ended from the batch). Measured on AMD EPYC, bf16, 64 prompts x 64 tokens: fast 0.96x the "
         "reference at batch 16 and 0.99x one stream, so the reference stays the default; tokens/s grows "
         "with the batch (4: 92, 16: 235, 64: 397) (benchmarks/results.json, generation)",
-        choices=("fast", "reference"),
+        choices=("fast", "compact", "reference"),
         keyed_when_changed=True,
     )
 

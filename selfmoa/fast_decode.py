@@ -9,6 +9,12 @@ With the same weights and dtype it gives the reference path's tokens (fp32: iden
 tests/unit/test_fast_decode.py); the figures behind choosing it are in benchmarks/results.json
 (`generation`).
 
+The `compact` decoder is the same loop, except that it drops the rows that have ended from the batch (and
+from its KV cache) once a quarter of the batch has ended, so that the remaining rows decode in a smaller batch:
+same tokens for each row in exact arithmetic, but in bf16 a row's values depend on the batch it is in, and
+sampled rows draw from a different random stream than `generate` (this project's choice; see
+benchmarks/results.json, `decoders`).
+
 `unsupported_reason` names what this loop does not handle (PEFT-wrapped or quantised models, models that
 cannot use a static cache, a repetition penalty, a non-CPU device); `selfmoa.generation` then uses the
 reference path (`model.generate`) for that call.
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-DECODERS = ("fast", "reference")
+DECODERS = ("fast", "compact", "reference")
+FAST_DECODERS = ("fast", "compact")  # the hand-written loop, without and with dropping ended rows
+COMPACT_FRACTION = 0.25  # drop ended rows once they are this share of the batch (copying the cache costs about a step)
 
 
 def check_decoder(name: str) -> str:
@@ -86,6 +94,14 @@ def next_tokens(logits: Any, temperature: float, top_p: float) -> Any:
     return torch.multinomial(probs, num_samples=1).squeeze(1)
 
 
+def keep_rows(cache: Any, keep: Any) -> None:
+    """Keep only the batch rows `keep` of every layer of a filled `StaticCache` (its keys and values)."""
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, keep)
+        layer.values = layer.values.index_select(0, keep)
+        layer.batch_size = len(keep)
+
+
 def decode(
     model: Any,
     input_ids: Any,
@@ -96,12 +112,14 @@ def decode(
     pad_id: int,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    compact: bool = False,
 ) -> Any:
     """New token ids (batch, <= max_new_tokens) for a left-padded batch; rows that ended hold `pad_id`.
 
     One prefill forward over the prompts, then one forward per token into a `StaticCache` of
     prompt length + `max_new_tokens` positions. Decoding stops early once every row has produced an
-    end-of-sequence token. Random draws (sampling) come from torch's global generator: seed it first.
+    end-of-sequence token. With `compact`, rows that have ended leave the batch and the cache once they
+    are `COMPACT_FRACTION` of it. Random draws (sampling) come from torch's global generator: seed it first.
     """
     import torch
     from transformers import StaticCache
@@ -117,6 +135,7 @@ def decode(
     eos = torch.tensor(eos_ids, dtype=torch.long)
     out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long)
     unfinished = torch.ones(batch, dtype=torch.long)
+    rows = torch.arange(batch)  # the original row of each row still in the batch
     with torch.inference_mode():
         logits = model(
             input_ids=input_ids,
@@ -130,10 +149,15 @@ def decode(
         for step in range(max_new_tokens):
             tokens = next_tokens(logits[:, -1].to(dtype=torch.float32), temperature, top_p)
             tokens = tokens * unfinished + pad_id * (1 - unfinished)
-            out[:, step] = tokens
+            out[rows, step] = tokens
             unfinished = unfinished & ~torch.isin(tokens, eos)
             if step == max_new_tokens - 1 or not bool(unfinished.any()):
                 return out[:, : step + 1]
+            if compact and int((unfinished == 0).sum()) >= max(1, COMPACT_FRACTION * len(rows)):
+                keep = unfinished.nonzero().squeeze(1)
+                keep_rows(cache, keep)
+                rows, mask, position, tokens = rows[keep], mask[keep], position[keep], tokens[keep]
+                unfinished = unfinished[keep]
             mask[:, prompt_len + step] = 1
             position = position + 1
             logits = model(
@@ -156,6 +180,7 @@ def generate_batch(
     top_p: float,
     n: int,
     seed: int,
+    compact: bool = False,
 ) -> list[list[str]]:
     """`n` answers per chat-formatted text (stripped), the fast counterpart of `generation._generate_batch`.
 
@@ -177,6 +202,7 @@ def generate_batch(
         pad_id=int(tokenizer.pad_token_id),
         temperature=temperature,
         top_p=top_p,
+        compact=compact,
     )
     decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
     return [[d.strip() for d in decoded[i * n : (i + 1) * n]] for i in range(len(texts))]

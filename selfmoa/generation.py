@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from selfmoa.fast_decode import FAST_DECODERS
+
 log = logging.getLogger(__name__)
 
 
@@ -115,7 +117,7 @@ def _generate_batch(
 ) -> list[list[str]]:
     import torch
 
-    if decoder == "fast":
+    if decoder in FAST_DECODERS:
         from selfmoa.fast_decode import generate_batch
 
         return generate_batch(
@@ -127,6 +129,7 @@ def _generate_batch(
             top_p=settings.top_p,
             n=n,
             seed=seed,
+            compact=decoder == "compact",
         )
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     sample = settings.temperature > 0
@@ -193,7 +196,7 @@ def generate(
         tokenizer.pad_token = tokenizer.eos_token
     settings = SamplingSettings(max_new_tokens, float(temperature), float(top_p), float(repetition_penalty), seed)
     n = num_return_sequences if temperature > 0 else 1
-    if check_decoder(decoder) == "fast" and (reason := unsupported_reason(model, settings.repetition_penalty)):
+    if check_decoder(decoder) in FAST_DECODERS and (reason := unsupported_reason(model, settings.repetition_penalty)):
         log.debug("reference decoder for this call: %s", reason)
         decoder = "reference"
     # Batches are formed over every prompt and a batch is reused only when all of it is cached under keys that

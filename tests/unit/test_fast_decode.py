@@ -109,6 +109,26 @@ def test_eos_stops_early_and_pads_finished_rows(tiny: tuple[Any, Any]) -> None:
         assert bool((out[i, end + 1 :] == 7).all())
 
 
+def test_compact_drops_ended_rows_and_keeps_their_tokens(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    enc = tok(PROMPTS[:4], return_tensors="pt", padding=True)
+    kw = {"max_new_tokens": 10, "pad_id": 7}
+    free = fast_decode.decode(model, enc["input_ids"], enc["attention_mask"], eos_ids=[-5], **kw)
+    # rows 0 and 2 end early (at steps 1 and 3): the batch shrinks twice, rows 1 and 3 decode on alone
+    eos = [int(free[0, 1]), int(free[2, 3])]
+    plain = fast_decode.decode(model, enc["input_ids"], enc["attention_mask"], eos_ids=eos, **kw)
+    compact = fast_decode.decode(model, enc["input_ids"], enc["attention_mask"], eos_ids=eos, compact=True, **kw)
+    assert torch.equal(compact, plain)  # fp32: dropping rows changes no other row's tokens
+    assert bool((compact[0, 2:] == 7).all()) and bool((compact[2, 4:] == 7).all())
+
+
+def test_compact_decoder_greedy_matches_reference_tiny(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    compact = generate(model, tok, PROMPTS, decoder="compact", progress=False, max_new_tokens=12, batch_size=8)
+    ref = generate(model, tok, PROMPTS, decoder="reference", progress=False, max_new_tokens=12, batch_size=8)
+    assert compact == ref
+
+
 def test_unsupported_models_fall_back(tiny: tuple[Any, Any]) -> None:
     from peft import LoraConfig, get_peft_model
 
