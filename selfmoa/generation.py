@@ -178,8 +178,8 @@ def generate(
         temperature: 0 = greedy (then only one distinct sample is computed and repeated).
         seed: base seed; each batch is seeded from it, so results do not depend on the cache state.
         cache: optional on-disk cache; keys cover model, system, prompt, settings, seed, sample index and batch.
-        decoder: 'fast' (`selfmoa.fast_decode`; models or settings it does not handle use the reference) or
-            'reference' (`model.generate`); keys of fast outputs name the decoder.
+        decoder: 'fast' or 'compact' (`selfmoa.fast_decode`; models or settings it does not handle use the
+            reference) or 'reference' (`model.generate`); keys of fast and compact outputs name the decoder.
 
     Returns:
         One list of `num_return_sequences` strings per prompt, in the order of `prompts`.

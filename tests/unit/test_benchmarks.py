@@ -278,3 +278,17 @@ def test_resumed_study_takes_skipped_steps_from_their_manifests(tmp_path) -> Non
     }
     assert with_recorded_seconds(fresh, tmp_path) is fresh  # nothing skipped: the wall time stands
     assert manifest_peak_rss(study, tmp_path) == (2.5, 1)  # the largest process of the one stage that recorded it
+
+
+def test_decoder_record_compares_with_the_reference() -> None:
+    from benchmarks.decoders import decoder_record
+
+    def m(seconds: float, refusal: float, same: float) -> dict:
+        return {"seconds": seconds, "answers": ["a"], "refusal_rate": refusal, "identical_to_reference": same}
+
+    measured = {"reference": m(90.0, 0.30, 1.0), "fast": m(88.0, 0.31, 0.9), "compact": m(40.0, 0.29, 0.8)}
+    rec = decoder_record(measured, 485, 64, 64, "test")
+    assert rec["baseline"] == 90.0 and rec["project"] == 40.0 and rec["ratio"] == 90.0 / 40.0
+    assert rec["met"] is True and "answers" not in rec["details"]["decoders"]["compact"]
+    measured["fast"]["refusal_rate"] = 0.34  # a decoder whose refusals drift fails the quality check
+    assert decoder_record(measured, 485, 64, 64, "test")["met"] is False
