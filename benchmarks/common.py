@@ -142,7 +142,8 @@ def bf16_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
 
 
 def load_policy(dtype: str) -> tuple[Any, Any]:
-    """The embedded SmolLM2-135M-Instruct in `dtype` ('float32' or 'bfloat16') through `selfmoa.models`."""
+    """The embedded SmolLM2-135M-Instruct in `dtype` ('float32', 'bfloat16', or 'auto': the project's precision,
+    `selfmoa.models.resolve_dtype`) through `selfmoa.models`."""
     from selfmoa.config import ModelSpec
     from selfmoa.models import load_model
 

@@ -95,11 +95,11 @@ def _workload(quick: bool) -> tuple[list[str], int, int]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """The `cpu` profile's evaluation pass with each decoder on the embedded policy (bf16, frozen)."""
+    """The `cpu` profile's evaluation pass with each decoder on the embedded policy (project precision, frozen)."""
     from benchmarks.common import load_policy
 
     prompts, max_new_tokens, batch_size = _workload(quick)
-    model, tok = load_policy("bfloat16")
+    model, tok = load_policy("auto")
     model.requires_grad_(False)
     measured = measure(model, tok, prompts, max_new_tokens, batch_size)
     return decoder_record(measured, len(prompts), max_new_tokens, batch_size, "embedded SmolLM2-135M-Instruct")

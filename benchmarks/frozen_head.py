@@ -3,7 +3,7 @@
 A policy whose LoRA adapters were merged is frozen (PEFT leaves the base without requires_grad). For a frozen head,
 `torch.matmul` does not fold the strided last-position slice of the hidden states into one matrix product and copies
 the head weight once per row instead; `selfmoa.models.contiguous_head_input` (applied by `load_model`) hands the
-head a contiguous copy. Baseline: the embedded policy in bfloat16, frozen, with that hook removed; project: the
+head a contiguous copy. Baseline: the embedded policy in the project precision (`dtype: auto`), frozen, with that hook removed; project: the
 same model with the hook. Both answer the same prompts greedily with `selfmoa.generation.generate` (the default
 decoder, `sampling.batch_size`-style batches of `batch` rows), alternating round by round in one process. Peak RSS
 of each path: `PeakRSS` sampled while that path generates (the model's own memory included). Answers must be
@@ -23,7 +23,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     n, batch, new_tokens, rounds = (8, 8, 4, 1) if quick else (128, 64, 16, 2)
     prompts = mixed_prompts(n)
-    model, tok = load_policy("bfloat16")
+    model, tok = load_policy("auto")
     model.requires_grad_(False)
     head = model.get_output_embeddings()
     hooks = dict(head._forward_pre_hooks)

@@ -2,7 +2,8 @@
 
 Same prompts (harmful and benign, from the packaged data), greedy, same chat template, `max_new_tokens`
 new tokens. Baseline: the model in float32, one prompt per `model.generate` call. Project:
-`selfmoa.generation.generate` with the model in bfloat16, length-sorted batches of the configured size
+`selfmoa.generation.generate` with the model in the project's precision (`dtype: auto`: bfloat16 on a CPU
+with native bf16, float32 elsewhere; `selfmoa.models.resolve_dtype`), length-sorted batches of the configured size
 (`SamplingConfig.batch_size`), no on-disk cache, on the default fast decoder (`selfmoa.fast_decode`).
 Reference: the same call with `decoder="reference"` (`model.generate` on the same batches). The three
 paths alternate batch by batch (`rounds`), so background load on a shared machine hits them alike.
@@ -141,7 +142,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     bandwidth = memory_bandwidth(1 << 28 if quick else 1 << 30)
 
     model32, tok = load_policy("float32")
-    model16, tok16 = load_policy("bfloat16")
+    model16, tok16 = load_policy("auto")  # the project's precision (bf16 only where the CPU computes it natively)
+    project_dtype = str(model16.dtype).removeprefix("torch.")
     kw = {"max_new_tokens": max_new, "batch_size": batch_size}
     # first fast call in this process: warms up whatever the decoder prepares once
     _, warmup_s = _timed_generate(model16, tok16, prompts[:2], decoder="fast", **kw)
@@ -191,9 +193,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             "tokens": tokens["baseline"],
             "tokens_exact": exact_tokens,
         },
-        "project": {"dtype": "bfloat16", "decoder": "fast", "seconds": seconds["fast"], "tokens": tokens["fast"]},
+        "project": {"dtype": project_dtype, "decoder": "fast", "seconds": seconds["fast"], "tokens": tokens["fast"]},
         "reference": {
-            "dtype": "bfloat16",
+            "dtype": project_dtype,
             "decoder": "reference (model.generate)",
             "seconds": seconds["reference"],
             "tokens": tokens["reference"],

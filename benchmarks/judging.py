@@ -5,7 +5,7 @@ answers and benign prompts with helpful answers, every fourth response replaced 
 that every judge sees both kinds. Each judge is built (and warmed up on two items) outside the timing;
 the figure is responses scored per second on the safety aspect.
 
-LM judge comparison, both with the embedded SmolLM2 in bfloat16:
+LM judge comparison, both with the embedded SmolLM2 in the project precision (`dtype: auto`):
 - project: `LMRubricJudge.score`, one forward pass per batch reading the probabilities of the answer
   tokens after a prefilled "Answer:";
 - baseline: the same rubric text sent as a user message through `selfmoa.generation.generate` (greedy,
@@ -88,7 +88,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from selfmoa.judges.factory import build_judge
 
     prompts, responses = judge_items(load_benchmark("refusal_pairs", 8 if quick else 64, seed=0))
-    model, tok = load_policy("bfloat16")
+    model, tok = load_policy("auto")
     per_judge: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}
     for name in CPU_JUDGES:

@@ -1,6 +1,6 @@
 """Run the benchmarks and merge their records into benchmarks/results.json.
 
-    python -m benchmarks.run                          # generation, frozen_head, decoders, training, judging, e2e
+    python -m benchmarks.run                          # precision, generation, frozen_head, decoders, training, judging, e2e
     python -m benchmarks.run --only judging,training  # some of them
     python -m benchmarks.run --only e2e_cpu           # the full cpu profile end to end (hours; never by default)
     python -m benchmarks.run --only e2e_study_cpu     # `make study` (cpu, seeds 0 1 2) end to end (hours)
@@ -29,13 +29,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "generation": ("benchmarks.generation", "run"),
     "frozen_head": ("benchmarks.frozen_head", "run"),
     "decoders": ("benchmarks.decoders", "run"),
+    "precision": ("benchmarks.precision", "run"),
     "training": ("benchmarks.training", "run"),
     "judging": ("benchmarks.judging", "run"),
     "e2e": ("benchmarks.e2e", "run_smoke"),
     "e2e_cpu": ("benchmarks.e2e", "run_cpu"),
     "e2e_study_cpu": ("benchmarks.study", "run"),
 }
-DEFAULT = ("generation", "frozen_head", "decoders", "training", "judging", "e2e")
+DEFAULT = ("precision", "generation", "frozen_head", "decoders", "training", "judging", "e2e")
 QUICK_OUTPUT = Path(tempfile.gettempdir()) / "selfmoa-benchmarks-quick.json"
 
 

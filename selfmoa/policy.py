@@ -24,7 +24,7 @@ from typing import Any
 from selfmoa.artifacts import file_hash
 from selfmoa.config import RunConfig
 from selfmoa.generation import GenerationCache, generate, generation_cache
-from selfmoa.models import load_adapter, load_model, merge_adapter, resolve
+from selfmoa.models import load_adapter, load_model, merge_adapter, resolve, resolve_dtype
 from selfmoa.paths import stage_dir
 from selfmoa.vllm_backend import VllmPolicy, generate_vllm
 from selfmoa.vllm_backend import check_available as check_vllm
@@ -108,7 +108,8 @@ def merged_checkpoint(cfg: RunConfig, target: Path, chain: list[Path]) -> Path:
     from selfmoa.artifacts import atomic_write_bytes
 
     spec = cfg.policy
-    key = json.dumps({"base": [spec.name, spec.revision, spec.dtype], "adapters": adapter_ids(chain)}, sort_keys=True)
+    dtype = resolve_dtype(spec.dtype, spec.device)  # the precision merged in
+    key = json.dumps({"base": [spec.name, spec.revision, dtype], "adapters": adapter_ids(chain)}, sort_keys=True)
     marker = target / MERGE_KEY
     if marker.is_file() and marker.read_text() == key and (target / "config.json").is_file():
         return target

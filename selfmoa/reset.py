@@ -135,7 +135,7 @@ def run_reset(
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from selfmoa.models import attach_lora, save_adapter
+    from selfmoa.models import attach_lora, autocast_bf16, save_adapter
 
     if not examples:
         raise ValueError("run_reset: no examples (build them with reset_examples)")
@@ -165,7 +165,7 @@ def run_reset(
             warmup_steps=0,
             max_length=cfg.max_length,
             completion_only_loss=True,
-            bf16=cfg.bf16,
+            bf16=autocast_bf16(cfg.bf16),
             use_cpu=not on_gpu,
             gradient_checkpointing=False,
             logging_steps=1,

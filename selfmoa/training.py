@@ -79,6 +79,8 @@ def dpo_args(cfg: TrainConfig, output_dir: str | Path, seed: int, n_pairs: int, 
     import torch
     from trl import DPOConfig
 
+    from selfmoa.models import autocast_bf16
+
     if cfg.bf16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise ValueError("train.bf16 is true but this GPU has no bf16 support; set train.bf16: false")
     micro = getattr(cfg, "micro_batch_size", 0) or cfg.batch_size  # passes accumulated into one step of batch_size
@@ -94,7 +96,7 @@ def dpo_args(cfg: TrainConfig, output_dir: str | Path, seed: int, n_pairs: int, 
         "precompute_ref_batch_size": max(cfg.batch_size, min(2 * cfg.batch_size, n_pairs)),
         "activation_checkpointing": cfg.gradient_checkpointing,
         "use_cpu": not torch.cuda.is_available(),
-        "bf16": cfg.bf16,
+        "bf16": autocast_bf16(cfg.bf16),
         "weight_decay": 0.0,
         "lr_scheduler_type": "linear",
         "logging_strategy": "steps",

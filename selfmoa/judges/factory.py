@@ -24,7 +24,7 @@ def _resolve_guard(guard: ModelPair | str | None, cache_dir: str | Path) -> Mode
         from selfmoa.config import ModelSpec
         from selfmoa.models import load_model
 
-        return load_model(ModelSpec(name=guard, dtype="bfloat16", device="auto"), cache_dir)
+        return load_model(ModelSpec(name=guard, dtype="auto", device="auto"), cache_dir)
     return guard
 
 

@@ -33,6 +33,24 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
         models.load_model(ModelSpec(device="cuda"), tmp_path)
 
 
+def test_auto_dtype_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv("SELFMOA_NATIVE_BF16", "1")
+    assert models.resolve_dtype("auto") == "bfloat16" and models.autocast_bf16(True)
+    assert models._torch_dtype("auto") == torch.bfloat16
+    monkeypatch.setenv("SELFMOA_NATIVE_BF16", "0")
+    assert models.resolve_dtype("auto") == "float32" and models._torch_dtype("auto") == torch.float32
+    assert models.autocast_bf16(True) is torch.cuda.is_available()  # a GPU keeps train.bf16 as asked
+    for name in ("float32", "bfloat16", "float16"):  # an explicit dtype is never changed
+        assert models.resolve_dtype(name) == name
+    assert not models.autocast_bf16(False)
+    monkeypatch.delenv("SELFMOA_NATIVE_BF16")
+    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").is_file() else ""
+    if not torch.cuda.is_available() and flags:
+        assert models.native_bf16("cpu") == ("avx512_bf16" in flags or "amx_tile" in flags)
+
+
 @pytest.mark.slow
 def test_4bit_load_and_qlora_backward(cache_dir: str) -> None:
     import torch

@@ -148,7 +148,7 @@ def test_engine_kwargs_from_spec() -> None:
     assert vllm_backend.engine_kwargs(hub) == {
         "model": "Qwen/Qwen2.5-1.5B-Instruct",
         "tokenizer": "Qwen/Qwen2.5-1.5B-Instruct",
-        "dtype": "bfloat16",
+        "dtype": "auto",  # the spec's default: vLLM's own 'auto' (the checkpoint's dtype)
         "gpu_memory_utilization": 0.4,
         "seed": 0,
         "revision": "abc",
