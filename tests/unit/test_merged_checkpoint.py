@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from selfmoa import config as C
-from selfmoa import policy
+from selfmoa import models, policy
 from selfmoa.paths import CONFIGS
 
 
@@ -58,7 +58,8 @@ def test_merge_is_reused_until_an_adapter_is_retrained(tmp_path: Path, merges: l
     assert _weights(target) == ["reset v1", "align v2"] and len(merges) == 2
     policy.merged_checkpoint(cfg, target, [reset])  # a different chain under the same name
     assert _weights(target) == ["reset v1"] and len(merges) == 3
-    other_dtype = C.with_overrides(cfg, {"policy.dtype": "float32"})
+    resolved = models.resolve_dtype(cfg.policy.dtype, cfg.policy.device)  # 'auto' merges in what this CPU computes
+    other_dtype = C.with_overrides(cfg, {"policy.dtype": "bfloat16" if resolved == "float32" else "float32"})
     policy.merged_checkpoint(other_dtype, target, [reset])  # another base precision
     assert len(merges) == 4
 

@@ -191,8 +191,13 @@ def test_bf16_autocast_reaches_the_backbone(tokenizer, tmp_path, monkeypatch) ->
                 )
 
     monkeypatch.setattr(preference_trainer, "restore_lora_dropout", restore_and_watch)
+    monkeypatch.setenv("SELFMOA_NATIVE_BF16", "1")  # a CPU with native bf16 (elsewhere train.bf16 trains in float32)
     train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4), replace(TINY_CFG, bf16=True), tmp_path, seed=0)
     assert seen and all(autocast and not cast for autocast, cast in seen)
+    seen.clear()
+    monkeypatch.setenv("SELFMOA_NATIVE_BF16", "0")
+    train_preference(_tiny_llama(tokenizer), tokenizer, _pairs(4), replace(TINY_CFG, bf16=True), tmp_path, seed=0)
+    assert seen and not any(autocast for autocast, _ in seen)
 
 
 def test_sft_term_is_added(tokenizer, tmp_path) -> None:
