@@ -125,15 +125,17 @@ def memory_bandwidth(nbytes: int = 1 << 30, repeats: int = 3) -> dict[str, float
     return out
 
 
-def bf16_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Attainable bf16 matmul throughput in GFLOP/s: best of `repeats` n x n @ n x n products (2 n^3 FLOPs)."""
+def matmul_peak(dtype: str = "bfloat16", n: int = 2048, repeats: int = 5, rows: int | None = None) -> float:
+    """Attainable matmul throughput in GFLOP/s in `dtype`: best of `repeats` (rows x n) @ (n x n) products
+    (2 rows n^2 FLOPs; rows = n by default)."""
     import torch
 
-    a = torch.randn(n, n, dtype=torch.bfloat16)
-    b = torch.randn(n, n, dtype=torch.bfloat16)
+    rows = rows or n
+    a = torch.randn(rows, n, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, dtype=getattr(torch, dtype))
     a @ b  # warm-up (thread pool, kernel selection)
     best = min(timed(torch.matmul, a, b)[1] for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    return 2 * rows * n**2 / best / 1e9
 
 
 # ---------------------------------------------------------------------------------------------------

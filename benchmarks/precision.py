@@ -3,7 +3,7 @@
 torch computes bf16 matrix products with native instructions only on CPUs with AVX512-BF16 or AMX; elsewhere
 (an AVX2-only CPU, for example) it falls back to generic kernels. `selfmoa.models.resolve_dtype('auto')` picks
 bfloat16 where `native_bf16()` says the CPU has them, float32 elsewhere (the `cpu` and `smoke` profiles use
-`dtype: auto`). Measured in one process: a 256 x 2048 x 2048 matrix product in each dtype (GFLOP/s), and greedy
+`dtype: auto`). Measured in one process: a 256 x 2048 x 2048 matrix product in each dtype (GFLOP/s, best of 5), and greedy
 generation with the embedded policy in each dtype (the same prompts, `selfmoa.generation.generate`, batches of
 `batch`), alternating. Baseline: the dtype `auto` does not pick; project: the one it picks. The check: the
 picked dtype generates at least as fast as the other (ratio >= 1).
@@ -11,29 +11,13 @@ picked dtype generates at least as fast as the other (ratio >= 1).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from benchmarks.common import check, load_policy, mixed_prompts, record, speedup, timed
-
-
-def matmul_gflops(dtype: Any, m: int = 256, n: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of an (m x n) @ (n x n) product in `dtype`, after three warm-up products."""
-    import torch
-
-    a, b = torch.randn(m, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * m * n * n * repeats / (time.perf_counter() - t0) / 1e9
+from benchmarks.common import check, load_policy, matmul_peak, mixed_prompts, record, speedup, timed
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """bf16 vs float32 matmul and generation speed, and the dtype `auto` resolves to here."""
-    import torch
-
     from selfmoa.generation import generate
     from selfmoa.models import native_bf16, resolve_dtype
 
@@ -41,7 +25,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     prompts = mixed_prompts(n)
     picked = resolve_dtype("auto")
     other = "float32" if picked == "bfloat16" else "bfloat16"
-    gflops = {d: matmul_gflops(getattr(torch, d), repeats=2 if quick else 10) for d in ("float32", "bfloat16")}
+    gflops = {d: matmul_peak(d, rows=256, repeats=2 if quick else 5) for d in ("float32", "bfloat16")}
     models = {d: load_policy(d) for d in (picked, other)}
     seconds = dict.fromkeys(models, 0.0)
     for _ in range(rounds):

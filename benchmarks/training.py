@@ -7,21 +7,21 @@ template refusal. Same LoRA (r 16, alpha 32, every linear layer but the LM head)
 
 - Baseline: `trl.DPOTrainer` with its defaults (on-the-fly reference pass with the adapter disabled,
   gradient checkpointing on) in float32 (`bf16=False`; TRL's own default would be bf16 autocast).
-- Project: the model in bfloat16 through `train_preference` (reference log-probabilities once before
-  training, bf16 autocast, compact LM head, length-bucketed batches; see its module docstring).
+- Project: the model in the project's precision (`dtype: auto`: bfloat16 with bf16 autocast on a CPU with native
+  bf16, float32 elsewhere) through `train_preference` (reference log-probabilities once before training, compact LM head, length-bucketed batches; see its module docstring).
 
 Both timings cover trainer construction (tokenization, the project's reference pass) and training, not
 model loading. Figure: seconds per pair per epoch.
 
-Fraction of the bf16 peak. Useful work is estimated as 8 * params * tokens: a forward and backward pass
+Fraction of the matmul peak (in the project's precision). Useful work is estimated as 8 * params * tokens: a forward and backward pass
 of the policy costs about 6 * params FLOPs per token (2 forward, 4 backward: gradients with respect to
 activations and weights; with LoRA the frozen weights get no weight gradient, so this over-counts by up
 to a third) and the reference forward pass 2 * params per token. params = all parameters of the base
 model (the tied embedding counts once: it is the LM head's matmul); tokens = prompt + answer tokens of
 the chosen and rejected sequences, each cut at max length. The same nominal count is used for both
 paths, so the fraction compares how fast each gets the same work done, not the FLOPs each executes
-(the project's compact head skips LM-head work on prompt positions). The peak is a 2048 x 2048 bf16
-matmul measured on this machine.
+(the project's compact head skips LM-head work on prompt positions). The peak is a 2048 x 2048 matmul in
+the project's precision, measured on this machine.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import bf16_matmul_peak, check, interleave, load_policy, record, speedup, timed
+from benchmarks.common import check, interleave, load_policy, matmul_peak, record, speedup, timed
 
 LORA_R, LORA_ALPHA = 16, 32
 
@@ -124,7 +124,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     """Train once with each path on the same pairs; see the module docstring."""
     n_pairs, max_length, batch_size = (4, 48, 4) if quick else (48, 192, 8)
     pairs = benchmark_pairs(n_pairs)
-    peak_gflops = bf16_matmul_peak()
+    from selfmoa.models import resolve_dtype
+
+    dtype = resolve_dtype("auto")  # the project's precision: bf16 weights and autocast only on native-bf16 CPUs
+    peak_gflops = matmul_peak(dtype)
 
     model32, tok = load_policy("float32")
     params = sum(p.numel() for p in model32.parameters())
@@ -132,7 +135,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     base, base_s = timed(trl_baseline, model32, tok, pairs, max_length, batch_size)
     del model32
     gc.collect()
-    model16, tok16 = load_policy("bfloat16")
+    model16, tok16 = load_policy(dtype)
     proj, proj_s = timed(project_path, model16, tok16, pairs, max_length, batch_size)
 
     base_spp, proj_spp = base_s / base["n_pairs"], proj_s / proj["n_pairs"]
@@ -147,9 +150,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         "tokens_per_epoch": tokens,
         "nominal_flops_per_epoch": flops,
         "flops_estimate": "8 * params * tokens (6 policy forward+backward, 2 reference forward)",
-        "bf16_matmul_peak_gflops": peak_gflops,
-        "baseline": {**base, "seconds": base_s, "fraction_of_bf16_peak": flops / base_s / (peak_gflops * 1e9)},
-        "project": {**proj, "seconds_call": proj_s, "fraction_of_bf16_peak": flops / proj_s / (peak_gflops * 1e9)},
+        "project_dtype": dtype,
+        "matmul_peak_gflops": peak_gflops,
+        "matmul_peak_dtype": dtype,
+        "baseline": {**base, "seconds": base_s, "fraction_of_peak": flops / base_s / (peak_gflops * 1e9)},
+        "project": {**proj, "seconds_call": proj_s, "fraction_of_peak": flops / proj_s / (peak_gflops * 1e9)},
     }
     checks = [check("project s/pair/epoch", proj_spp, "<=", 0.75), check("speedup", ratio, ">=", 2.0)]
     return record(
