@@ -132,6 +132,7 @@ def batch_sweep(model: Any, tok: Any, prompts: list[str], max_new: int, sizes: t
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure the naive baseline and both decoders on the same prompts; see the module docstring."""
     from selfmoa.config import SamplingConfig
+    from selfmoa.models import resolve_dtype
 
     batch_size = SamplingConfig().batch_size
     n_prompts, max_new, n_stream = (4, 16, 2) if quick else (64, 64, 8)
@@ -142,8 +143,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     bandwidth = memory_bandwidth(1 << 28 if quick else 1 << 30)
 
     model32, tok = load_policy("float32")
-    model16, tok16 = load_policy("auto")  # the project's precision (bf16 only where the CPU computes it natively)
-    project_dtype = str(model16.dtype).removeprefix("torch.")
+    project_dtype = resolve_dtype("auto")  # the project's precision (bf16 only where the CPU computes it natively)
+    model16, tok16 = load_policy(project_dtype)
     kw = {"max_new_tokens": max_new, "batch_size": batch_size}
     # first fast call in this process: warms up whatever the decoder prepares once
     _, warmup_s = _timed_generate(model16, tok16, prompts[:2], decoder="fast", **kw)
