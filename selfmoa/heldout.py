@@ -249,8 +249,9 @@ def final_vs_base(records: dict[str, list[dict[str, Any]]], cfg: Any, seed: int)
 
 
 def judge_validation_key(cfg: Any) -> str:
-    """What the judge validation table depends on: the judge settings, the reference subsample (size, and the seed
-    when it subsamples) and the code of the judges and of the reference data (a code change is a cache miss)."""
+    """What the judge validation table depends on: the judge settings, the reference subsample (size, and
+    `eval.sample_seed` when it subsamples: never the training seed) and the code of the judges and of the reference
+    data (a code change is a cache miss)."""
     from selfmoa import config as C
 
     package = Path(__file__).parent
@@ -260,7 +261,7 @@ def judge_validation_key(cfg: Any) -> str:
         {
             "judge": C.key_dict(cfg.judge),
             "n_judge_validation": n,
-            "seed": cfg.seed if n else None,
+            "seed": cfg.eval.sample_seed if n else None,
             "code": {p.name: artifacts.file_hash(p) for p in sources},
         }
     )

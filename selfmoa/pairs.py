@@ -48,6 +48,7 @@ import numpy as np
 from selfmoa.config import is_unsafe
 from selfmoa.evaluation import OFF_TOPIC_BELOW
 from selfmoa.revision import offers_alternative, template_answer, template_refusal
+from selfmoa.sets.registry import largest_remainder
 from selfmoa.text import text_key
 
 SOURCES = ("sampled", "self_revision", "template")
@@ -396,10 +397,7 @@ def subsample_pairs(pairs: Sequence[dict[str, Any]], n: int, seed: int = 0) -> l
         return list(pairs)
     rng = np.random.default_rng(seed)
     by_kind = {k: [i for i, p in enumerate(pairs) if p["prompt_kind"] == k] for k in PROMPT_KINDS}
-    exact = {k: n * len(idx) / len(pairs) for k, idx in by_kind.items()}
-    take = {k: int(math.floor(v)) for k, v in exact.items()}
-    for k in sorted(exact, key=lambda k: take[k] - exact[k])[: n - sum(take.values())]:
-        take[k] += 1
+    take = largest_remainder({k: len(idx) for k, idx in by_kind.items()}, n)
     keep = sorted(int(i) for k, idx in by_kind.items() if take[k] for i in rng.choice(idx, take[k], replace=False))
     return [pairs[i] for i in keep]
 

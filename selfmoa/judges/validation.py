@@ -151,7 +151,8 @@ def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
     (configuration 'available': in no ensemble of the config).
 
     Args:
-        cfg: the run config (`judge` weights and models, `eval.n_judge_validation`, `cache_dir`, `seed`).
+        cfg: the run config (`judge` weights and models, `eval.n_judge_validation` rows drawn from every reference
+            set with `eval.sample_seed`, the same whatever the training seed; `cache_dir`).
         lm: the judge LM (`selfmoa.judges.factory.judge_lm`), needed when an ensemble uses 'lm_rubric'.
 
     Returns:
@@ -159,16 +160,18 @@ def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
     """
     import pandas as pd
 
-    from selfmoa.data import judge_reference, subsample, toxicity_reference
+    from selfmoa.data import judge_reference, toxicity_reference
     from selfmoa.judges.factory import build_judge
+    from selfmoa.sets.registry import stratified_subsample
+
+    def draw(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return stratified_subsample(rows, cfg.eval.n_judge_validation, cfg.eval.sample_seed)
 
     model, tok = lm if lm else (None, None)
     models = {"model": model, "tokenizer": tok, "guard": cfg.judge.guard_model, "reward": cfg.judge.reward_model}
     frames = []
     for aspect in ("safety", "helpfulness"):
-        reference = judge_reference(aspect, "heldout")
-        if cfg.eval.n_judge_validation:
-            reference = subsample(reference, cfg.eval.n_judge_validation, cfg.seed)
+        reference = draw(judge_reference(aspect, "heldout"))
         for which in ("train", "eval"):
             weights = getattr(cfg.judge, f"{which}_{aspect}")
             members = {
@@ -181,7 +184,7 @@ def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
     # the ones any judge is fitted on (selfmoa.judges.wrappers)
     from selfmoa.judges.wrappers import wrapped_reference
 
-    wrapped = wrapped_reference("heldout")
+    wrapped = draw(wrapped_reference("heldout"))
     for which in ("train", "eval"):
         weights = getattr(cfg.judge, f"{which}_safety")
         members = {n: build_judge(n, "safety", cache_dir=cfg.cache_dir, **models) for n, w in weights.items() if w > 0}
@@ -189,5 +192,5 @@ def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
         frames.append(df.assign(configuration=which))
     # the toxicity judge (in no default ensemble) on ToxiGen, so every CPU judge has a measured accuracy
     toxicity = {"toxicity": build_judge("toxicity", "safety", cache_dir=cfg.cache_dir)}
-    frames.append(validate(toxicity, toxicity_reference(), name="toxigen").assign(configuration="available"))
+    frames.append(validate(toxicity, draw(toxicity_reference()), name="toxigen").assign(configuration="available"))
     return pd.concat(frames, ignore_index=True)

@@ -6,8 +6,9 @@ formatter (`format_row`, from `selfmoa.sets.hub`). `load_benchmark` is the one w
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,6 +245,30 @@ def subsample(rows: list[Row], n: int | None, seed: int = 0) -> list[Row]:
         return list(rows)
     keep = sorted(random.Random(seed).sample(range(len(rows)), n))
     return [rows[i] for i in keep]
+
+
+def largest_remainder(sizes: Mapping[Any, int], n: int) -> dict[Any, int]:
+    """How many of `n` draws each group gets in proportion to its size: the floors of the exact shares, then one more
+    for the groups with the largest remainders (ties in the groups' order)."""
+    total = sum(sizes.values())
+    exact = {k: n * size / total for k, size in sizes.items()}
+    take = {k: int(math.floor(v)) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: take[k] - exact[k])[: n - sum(take.values())]:
+        take[k] += 1
+    return take
+
+
+def stratified_subsample(rows: Sequence[Row], n: int | None, seed: int = 0, key: str = "label") -> list[Row]:
+    """`n` rows drawn without replacement by `seed`, each value of `key` keeping its share (`largest_remainder`),
+    in their original order (None or 0 = all)."""
+    if not n or n >= len(rows):
+        return list(rows)
+    groups: dict[Any, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r[key], []).append(i)
+    take = largest_remainder({k: len(idx) for k, idx in groups.items()}, n)
+    rng = random.Random(seed)
+    return [rows[i] for i in sorted(i for k, idx in groups.items() for i in rng.sample(idx, take[k]))]
 
 
 def load_benchmark(name: str, n: int | None = None, seed: int = 0) -> list[Row]:

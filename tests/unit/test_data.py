@@ -18,6 +18,7 @@ from selfmoa.data import (
     text_key,
 )
 from selfmoa.sets import files
+from selfmoa.sets.registry import largest_remainder, stratified_subsample
 
 OFFLINE = [n for n, b in REGISTRY.items() if b.source == "package"]
 HUB = [n for n, b in REGISTRY.items() if b.source == "hub"]
@@ -96,6 +97,21 @@ def test_subsample_is_deterministic_and_order_preserving():
     pos = [full_ids.index(r["id"]) for r in a]
     assert pos == sorted(pos)
     assert len(load_benchmark("overrefusal", n=0)) == 150
+
+
+def test_largest_remainder_splits_n_by_group_size():
+    assert largest_remainder({"a": 350, "b": 50}, 24) == {"a": 21, "b": 3}
+    assert largest_remainder({"a": 1, "b": 1, "c": 1}, 2) == {"a": 1, "b": 1, "c": 0}  # ties: in order
+    assert sum(largest_remainder({"a": 7, "b": 5, "c": 3}, 10).values()) == 10
+
+
+def test_stratified_subsample_keeps_label_shares_in_order():
+    rows = [{"id": i, "label": int(i % 8 == 0)} for i in range(400)]
+    sub = stratified_subsample(rows, 24, seed=3)
+    assert Counter(r["label"] for r in sub) == {0: 21, 1: 3}
+    assert [r["id"] for r in sub] == sorted(r["id"] for r in sub)
+    assert sub == stratified_subsample(rows, 24, seed=3) and sub != stratified_subsample(rows, 24, seed=4)
+    assert stratified_subsample(rows, 0) == rows and stratified_subsample(rows, 500) == rows
 
 
 def test_unknown_and_non_eval_sets_are_rejected():

@@ -107,5 +107,7 @@ def test_judge_validation_is_computed_once_per_judge_setting(tmp_path, monkeypat
     assert table(1).equals(first) and calls == [0]  # every reference row (n_judge_validation 0): seed-free
     assert not table(1, "judge.unsafe_below=0.4").equals(first) and calls == [0, 1]
     table(2, "eval.n_judge_validation=50")
-    table(3, "eval.n_judge_validation=50")  # a seeded subsample: one table per seed
+    table(3, "eval.n_judge_validation=50")  # the subsample is drawn with eval.sample_seed: not per training seed
+    assert calls == [0, 1, 2]
+    table(3, "eval.n_judge_validation=50", "eval.sample_seed=7")
     assert calls == [0, 1, 2, 3]
