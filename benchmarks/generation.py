@@ -4,15 +4,16 @@ Same prompts (harmful and benign, from the packaged data), greedy, same chat tem
 new tokens. Baseline: the model in float32, one prompt per `model.generate` call. Project:
 `selfmoa.generation.generate` with the model in the project's precision (`dtype: auto`: bfloat16 on a CPU
 with native bf16, float32 elsewhere; `selfmoa.models.resolve_dtype`), length-sorted batches of the configured size
-(`SamplingConfig.batch_size`), no on-disk cache, on the default fast decoder (`selfmoa.fast_decode`).
+(`SamplingConfig.batch_size`), no on-disk cache, on the fast decoder (`selfmoa.fast_decode`; the stages' default
+decoder is the reference).
 Reference: the same call with `decoder="reference"` (`model.generate` on the same batches). The three
 paths alternate batch by batch (`rounds`), so background load on a shared machine hits them alike.
 Throughput counts only generated tokens up to and including the first end-of-sequence token (padding
 after it is not work done), counted the same way for every path from the returned text (`tokens_from_text`).
 
-Also: one-stream bf16 tokens/s of both decoders against the memory-bandwidth limit (measured read
+Also: one-stream tokens/s (project precision) of both decoders against the memory-bandwidth limit (measured read
 bandwidth / bytes of weights read per token), tokens/s of the fast decoder against the batch size, and
-whether bf16, batching or the decoder change outputs: the share of answers whose first 16 tokens equal
+whether the precision, batching or the decoder change outputs: the share of answers whose first 16 tokens equal
 the fp32 answer's, the share of identical answers between the two decoders, and the refusal rates
 (`selfmoa.judges.refusal.is_refusal`) with a 2-standard-error noise band. The CPU model and its bf16/AMX
 flags are in the record's `run.cpu` (`benchmarks.common.cpu_info`).
@@ -204,7 +205,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             "ratio_to_baseline": speedup(tps["baseline"], tps["reference"]),
         },
         "fast_over_reference": speedup(tps["reference"], tps["fast"]),
-        "one_stream_bf16": {
+        "one_stream": {
+            "dtype": project_dtype,
             "n_prompts": n_stream,
             "seconds": stream_s["fast"],
             "tokens_per_s": stream_tps["fast"],
@@ -222,17 +224,17 @@ def run(quick: bool = False) -> dict[str, Any]:
             f"identical_first_{PREFIX_TOKENS}_tokens_share_reference": same_prefix_share(
                 ids["baseline"], ids["reference"]
             ),
-            # the same comparison without batching isolates the effect of bf16 alone
-            f"identical_first_{PREFIX_TOKENS}_tokens_share_one_stream_bf16": same_prefix_share(
+            # the same comparison without batching isolates the effect of the precision alone
+            f"identical_first_{PREFIX_TOKENS}_tokens_share_one_stream": same_prefix_share(
                 ids["baseline"][:n_stream], _ids(tok, stream_texts["fast"])
             ),
-            "identical_answers_fast_vs_reference_bf16": sum(
+            "identical_answers_fast_vs_reference": sum(
                 a == b for a, b in zip(texts["fast"], texts["reference"], strict=True)
             )
             / n_prompts,
             "refusal_rate_fp32_baseline": rates["baseline"],
-            "refusal_rate_bf16_project": rates["fast"],
-            "refusal_rate_bf16_reference": rates["reference"],
+            "refusal_rate_project": rates["fast"],
+            "refusal_rate_reference": rates["reference"],
             "refusal_rate_diff": rates["fast"] - rates["baseline"],
             "refusal_diff_noise_2se": _refusal_noise(rates["baseline"], rates["fast"], n_prompts),
             "refusal_rate_diff_fast_vs_reference": rates["fast"] - rates["reference"],
@@ -241,7 +243,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     checks = [
         check("speedup", ratio, ">=", 20.0),
         check("project tokens/s", tps["fast"], ">=", 450.0),
-        check("one-stream bf16 fraction of bandwidth limit", stream_tps["fast"] / limit_tps, ">=", 0.5),
+        check("one-stream fraction of bandwidth limit", stream_tps["fast"] / limit_tps, ">=", 0.5),
         check(
             "refusal rate change within noise",
             abs(rates["fast"] - rates["baseline"]) - _refusal_noise(rates["baseline"], rates["fast"], n_prompts),
