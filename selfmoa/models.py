@@ -190,8 +190,8 @@ def load_model(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    device = _device_map(spec)  # a device that is not there fails before any weights are materialized
     source = resolve(spec, cache_dir)
-    device = _device_map(spec)
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(spec.dtype, device), "revision": spec.revision}
     if spec.load_in_4bit:
         kwargs["quantization_config"] = quantization_config(spec)

@@ -19,7 +19,12 @@ def test_unknown_embedded_model_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_hub_model_offline_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # read once at import: a process that imported huggingface_hub before the variable was set stays online
+    # (and waits for connection timeouts here) unless the constant is patched too
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(models.ModelLoadError, match="huggingface.co"):
         models.load_model(ModelSpec(name="Qwen/Qwen2.5-1.5B-Instruct-not-cached"), tmp_path)
 
