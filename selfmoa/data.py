@@ -52,6 +52,7 @@ from selfmoa.sets.registry import (
     get_benchmark,
     load_benchmark,
     offline_names,
+    stratified_subsample,
     subsample,
 )
 from selfmoa.text import normalise_text, text_key
@@ -90,6 +91,7 @@ __all__ = [
     "seed_pool",
     "split_prompt_answer",
     "static_curated_pairs",
+    "stratified_subsample",
     "subsample",
     "text_key",
     "toxicity_reference",

@@ -160,9 +160,8 @@ def validate_judges(cfg: Any, lm: tuple[Any, Any] | None) -> Any:
     """
     import pandas as pd
 
-    from selfmoa.data import judge_reference, toxicity_reference
+    from selfmoa.data import judge_reference, stratified_subsample, toxicity_reference
     from selfmoa.judges.factory import build_judge
-    from selfmoa.sets.registry import stratified_subsample
 
     def draw(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return stratified_subsample(rows, cfg.eval.n_judge_validation, cfg.eval.sample_seed)

@@ -6,7 +6,6 @@ formatter (`format_row`, from `selfmoa.sets.hub`). `load_benchmark` is the one w
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -252,7 +251,7 @@ def largest_remainder(sizes: Mapping[Any, int], n: int) -> dict[Any, int]:
     for the groups with the largest remainders (ties in the groups' order)."""
     total = sum(sizes.values())
     exact = {k: n * size / total for k, size in sizes.items()}
-    take = {k: int(math.floor(v)) for k, v in exact.items()}
+    take = {k: int(v) for k, v in exact.items()}  # shares are >= 0: int() is the floor
     for k in sorted(exact, key=lambda k: take[k] - exact[k])[: n - sum(take.values())]:
         take[k] += 1
     return take
