@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         from selfmoa import runlock
         from selfmoa.paths import resolve_path, run_dir
 
+        args.overrides = pipeline.publish_guard(args.config, args.overrides)
         cfg = C.load(resolve_path(args.config), args.overrides)
         C.check_installed(cfg)
         with runlock.hold(run_dir(cfg.runs_dir, args.run_id or pipeline.default_run_id(cfg))):
@@ -171,7 +172,8 @@ def _study(args: argparse.Namespace) -> int:
     from selfmoa import pipeline
     from selfmoa.paths import resolve_path
 
-    plan = pipeline.study_plan(args.config, args.seeds, args.overrides, args.study_id)
+    overrides = pipeline.publish_guard(args.config, args.overrides, args.seeds)
+    plan = pipeline.study_plan(args.config, args.seeds, overrides, args.study_id)
     for r in plan.runs:
         C.check_installed(C.load(resolve_path(args.config), list(r.overrides)))
     out = pipeline.study(plan, force=args.force, kernel_name=args.kernel, log_output=args.log_output)

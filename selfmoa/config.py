@@ -412,6 +412,13 @@ class RunConfig:
     runs_dir: str = _f("data/runs", "where run folders are written")
     stages: list[str] = _f([], "notebook stems to run (empty = all that exist)")
     publish: bool = _f(True, "copy aggregate results and figures to data/results/<profile>/ and figures/")
+    publish_seeds: list[int] = _f(
+        [0, 1, 2],
+        "training seeds of the profile's reference study: with `publish: true`, only a study over exactly these "
+        "seeds and without result-changing overrides publishes (`selfmoa.pipeline.publish_guard`)",
+        0,
+        2**31 - 1,
+    )
     reset: ResetConfig = field(default_factory=ResetConfig, metadata={"help": "stage 01"})
     redteam: RedTeamConfig = field(default_factory=RedTeamConfig, metadata={"help": "stage 02"})
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "stage 03"})

@@ -87,6 +87,46 @@ def default_run_id(cfg: C.RunConfig) -> str:
     return seed_run_id(cfg.profile, cfg.seed)
 
 
+# Overrides that change where a run is written, or whether it publishes, but never what it computes.
+NEUTRAL_OVERRIDES = frozenset({"runs_dir", "cache_dir", "publish", "publish_seeds"})
+
+
+def publish_block(cfg: C.RunConfig, overrides: Sequence[str], seeds: Sequence[int]) -> str | None:
+    """Why a run of a `publish: true` profile must not publish, or None when nothing stands in the way.
+
+    Committed results come from the profile's reference study only: its own config (overrides of
+    `NEUTRAL_OVERRIDES` aside) over exactly `publish_seeds`. A partial or changed run (one seed,
+    `--set iterations=0`, another `train.beta`) would otherwise overwrite them with numbers they do not
+    describe. An explicit `publish=...` override decides by itself.
+    """
+    keys = [C.parse_override(o)[0] for o in overrides]
+    if not cfg.publish or "publish" in keys:
+        return None
+    changed = sorted({k for k in keys if k not in NEUTRAL_OVERRIDES})
+    if changed:
+        return f"the overrides of {', '.join(changed)} change what the run computes"
+    if sorted(set(seeds)) != sorted(set(cfg.publish_seeds)):
+        return f"seeds {list(seeds)} are not the reference study's {list(cfg.publish_seeds)}"
+    return None
+
+
+def publish_guard(config_path: str | Path, overrides: Sequence[str], seeds: Sequence[int] | None = None) -> list[str]:
+    """`overrides` plus `publish=false` when `publish_block` names a reason (logged with the way to override it).
+
+    `seeds`: the training seeds the run's report covers (default: the run's own `seed`).
+    """
+    cfg = C.load(resolve_path(config_path), list(overrides))
+    why = publish_block(cfg, overrides, [cfg.seed] if seeds is None else seeds)
+    if why is None:
+        return list(overrides)
+    log.warning(
+        "not publishing to data/results/%s/ and figures/: %s (add --set publish=true to publish anyway)",
+        cfg.profile,
+        why,
+    )
+    return [*overrides, "publish=false"]
+
+
 def report_upstream(runs_dir: str | Path, seed_runs: Sequence[str]) -> dict[str, str]:
     """Upstream keys of an 08_report over `seed_runs`: `<k>:<stage>@None` -> stage key ('missing' when absent),
     k = the run's position in `seed_runs`.

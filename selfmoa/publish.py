@@ -3,7 +3,8 @@
 Stages 07, 07b and 08 publish only when the config says `publish: true`; what they write is aggregate
 (metrics with confidence intervals, judge validation, figures), never generated text. In a multi-seed study
 (`selfmoa study`) the seed runs do not publish; the study's 08_report publishes the cross-seed files
-(`summary.json`, `headline.md`, `tables.md`, `eval_by_set.csv` with a `seed` column, figures).
+(`summary.json`, `headline.md`, `tables.md`, `eval_by_set.csv` with a `seed` column, figures). The command
+line turns `publish` off for any run that is not the profile's reference study (`pipeline.publish_guard`).
 """
 
 from __future__ import annotations

@@ -114,3 +114,43 @@ def test_cli_status_shows_the_study_and_study_rejects_bad_seeds(tmp_path: Path, 
     assert lines[-1].split()[:3] == ["smoke-study", "08_report", "pending"]
     assert cli.main(["study", "--config", str(SMOKE), "--seeds", "1", "1"]) == 2
     assert "distinct" in capsys.readouterr().err
+
+
+CPU = CONFIGS / "cpu.yaml"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "seeds", "publishes"),
+    [
+        ([], [0, 1, 2], True),  # the reference study
+        (["runs_dir=/tmp/x", "cache_dir=/tmp/c"], [2, 1, 0], True),  # where it is written does not matter
+        ([], [0], False),  # one seed of it
+        ([], None, False),  # `selfmoa run`: the run's own seed
+        (["iterations=0"], [0, 1, 2], False),  # a partial run
+        (["train.beta=0.2"], [0, 1, 2], False),  # another setting
+        (["iterations=0", "publish=true"], [0], True),  # an explicit choice stands
+        (["publish_seeds=[0]"], None, True),
+    ],  # fmt: skip
+)
+def test_only_the_reference_study_publishes(overrides: list[str], seeds: list[int] | None, publishes: bool) -> None:
+    guarded = pipeline.publish_guard(CPU, overrides, seeds)
+    assert guarded[: len(overrides)] == overrides
+    assert C.load(CPU, guarded).publish is publishes
+
+
+def test_a_profile_that_does_not_publish_is_left_alone() -> None:
+    assert pipeline.publish_guard(SMOKE, ["iterations=0"], [0]) == ["iterations=0"]
+
+
+def test_the_cli_passes_the_guarded_overrides_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from selfmoa import cli
+
+    seen: list[tuple[str, ...]] = []
+
+    def study(sp: pipeline.StudyPlan, **kw: object) -> dict[str, object]:
+        seen.append(sp.overrides)
+        return {"runs": [], "report": {"steps": []}, "seconds": 0.0}
+
+    monkeypatch.setattr(pipeline, "study", study)
+    assert cli.main(["study", "--config", str(CPU), "--seeds", "0", "--set", f"runs_dir={tmp_path}"]) == 0
+    assert seen == [(f"runs_dir={tmp_path}", "publish=false")]
