@@ -22,7 +22,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.e2e import selfmoa_command
-from benchmarks.generation import count_until_eos, same_prefix_share, tokens_from_text
+from benchmarks.generation import compute_limit, count_until_eos, same_prefix_share, tokens_from_text
 from benchmarks.judging import agreement, judge_items, parse_yes_no, parsed_value
 from benchmarks.run import DEFAULT, parse_names, summary_line
 from benchmarks.training import preference_pairs, training_flops
@@ -292,3 +292,10 @@ def test_decoder_record_compares_with_the_reference() -> None:
     assert rec["met"] is True and "answers" not in rec["details"]["decoders"]["compact"]
     measured["fast"]["refusal_rate"] = 0.34  # a decoder whose refusals drift fails the quality check
     assert decoder_record(measured, 485, 64, 64, "test")["met"] is False
+
+
+def test_compute_limit_counts_two_flops_per_parameter_for_prompt_and_generated_tokens() -> None:
+    out = compute_limit(135_000_000, 162.0, prompt_tokens=0, generated_tokens=100)
+    assert out["flops_per_token"] == 270_000_000 and out["tokens_per_s_limit"] == pytest.approx(600.0)
+    # as many prompt tokens as generated ones: every generated token costs twice the work
+    assert compute_limit(135_000_000, 162.0, 100, 100)["tokens_per_s_limit"] == pytest.approx(300.0)
