@@ -208,9 +208,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             stream_texts[decoder] += out
             stream_s[decoder] += s
     stream_tps = {d: _generated_tokens(tok16, t, max_new) / stream_s[d] for d, t in stream_texts.items()}
-    weight_bytes = sum(p.numel() * p.element_size() for p in model16.parameters())
+    params = list(model16.parameters())
+    weight_bytes = sum(p.numel() * p.element_size() for p in params)
     limit_tps = bandwidth["best_gbs"] * 1e9 / weight_bytes
-    n_params = sum(p.numel() for p in model16.parameters())
+    n_params = sum(p.numel() for p in params)
     prompt_tokens = sum(len(i) for i in _ids(tok16, chat_texts(tok16, prompts)))
     compute = compute_limit(n_params, matmul_peak(project_dtype, rows=256), prompt_tokens, tokens["fast"])
     sweep = batch_sweep(model16, tok16, prompts, max_new, sizes)

@@ -87,8 +87,9 @@ def default_run_id(cfg: C.RunConfig) -> str:
     return seed_run_id(cfg.profile, cfg.seed)
 
 
-# Overrides that change where a run is written, or whether it publishes, but never what it computes.
-NEUTRAL_OVERRIDES = frozenset({"runs_dir", "cache_dir", "publish", "publish_seeds"})
+# Overrides that change where a run is written, or which seeds publish, but never what it computes
+# (an explicit `publish` override is the user's decision and ends the check before these are looked at).
+NEUTRAL_OVERRIDES = frozenset({"runs_dir", "cache_dir", "publish_seeds"})
 
 
 def publish_block(cfg: C.RunConfig, overrides: Sequence[str], seeds: Sequence[int]) -> str | None:
@@ -105,7 +106,7 @@ def publish_block(cfg: C.RunConfig, overrides: Sequence[str], seeds: Sequence[in
     changed = sorted({k for k in keys if k not in NEUTRAL_OVERRIDES})
     if changed:
         return f"the overrides of {', '.join(changed)} change what the run computes"
-    if sorted(set(seeds)) != sorted(set(cfg.publish_seeds)):
+    if set(seeds) != set(cfg.publish_seeds):
         return f"seeds {list(seeds)} are not the reference study's {list(cfg.publish_seeds)}"
     return None
 
