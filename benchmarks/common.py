@@ -138,6 +138,41 @@ def matmul_peak(dtype: str = "bfloat16", n: int = 2048, repeats: int = 5, rows: 
     return 2 * rows * n**2 / best / 1e9
 
 
+def one_row_linears(model: Any, repeats: int = 3) -> dict[str, Any]:
+    """The per-token floor of one-stream decoding set by the matrix-vector products alone.
+
+    One pass applies every `nn.Linear` of `model` (its own weights, including the output head) to a single row,
+    as one decoding step of one stream does; the weights are read from memory, not cache (a pass reads them all,
+    far more than a CPU cache holds). Best of `repeats` passes, with torch's threads as configured and with one
+    thread: where the two agree, the BLAS matrix-vector kernel runs on one core and one-stream decoding cannot
+    use the read bandwidth of the others. GB/s counts the weight bytes read per pass.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    weights = [m.weight for m in linears]
+    rows = [torch.randn(1, w.shape[1], dtype=w.dtype) for w in weights]
+    nbytes = sum(w.numel() * w.element_size() for w in weights)
+
+    def one_pass() -> None:
+        for w, x in zip(weights, rows, strict=True):
+            F.linear(x, w)
+
+    threads = torch.get_num_threads()
+    out: dict[str, Any] = {"n_linears": len(linears), "weight_bytes": nbytes}
+    with torch.inference_mode():
+        for label, n in (("all_threads", threads), ("one_thread", 1)):
+            torch.set_num_threads(n)
+            try:
+                one_pass()  # warm-up
+                best = min(timed(one_pass)[1] for _ in range(repeats))
+            finally:
+                torch.set_num_threads(threads)
+            out[label] = {"threads": n, "seconds": best, "gbs": nbytes / best / 1e9, "tokens_per_s": 1 / best}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # Shared inputs
 # ---------------------------------------------------------------------------------------------------

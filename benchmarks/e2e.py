@@ -8,6 +8,8 @@ conversion is not counted. The rerun uses the same folders: every stage is compl
 
 Peak RSS is the summed RSS of the `selfmoa` process and all its descendants (the papermill kernels),
 sampled every 0.2 s (`PeakRSS`, which leaves out the benchmark process itself); the kernel's getrusage maximum over waited-for children is recorded too.
+Each stage's own peak (its kernel, or the largest process it started) is read from its manifest
+(`first_run_step_peak_rss_gib`), so the record says which stage sets the peak.
 Targets: rerun / first <= 5%; smoke first run <= 300 s; peak RSS <= 4 GiB.
 `e2e_cpu` runs the reference `cpu` profile (hours on 2 cores); it is never part of the default set.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import CACHE_DIR, PeakRSS, check, record, timed
+from selfmoa.artifacts import read_manifest
 from selfmoa.paths import ROOT
 
 GIB = 1 << 30
@@ -56,6 +59,26 @@ def _model_cache(cache_dir: Path) -> None:
     (cache_dir / "models").symlink_to(models, target_is_directory=True)
 
 
+def step_manifest(run: Path, label: str) -> dict[str, Any]:
+    """The stage manifest of a step label such as `03_sample@1` in a run folder ({} when there is none)."""
+    stage, _, it = label.partition("@")
+    return read_manifest(run, stage, int(it) if it else None) or {}
+
+
+def recorded_peak_gib(manifest: dict[str, Any]) -> float | None:
+    """The peak RSS (GiB) a stage manifest recorded: its kernel's or that of the largest process it started
+    (None for manifests written before `peak_rss_gib` existed)."""
+    rss = manifest.get("peak_rss_gib") or {}
+    if rss.get("self") is None:
+        return None
+    return max(rss["self"], rss.get("children") or 0.0)
+
+
+def step_peaks_gib(run: Path, steps: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The recorded peak RSS (GiB) of every step of a finished run, by step label (which stage sets the peak)."""
+    return {step["step"]: recorded_peak_gib(step_manifest(run, step["step"])) for step in steps}
+
+
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
     """The headline of a run's `summary.json` (to compare a fresh run with the committed reference run).
 
@@ -82,6 +105,7 @@ def run_profile(config: str, quick: bool, max_first_s: float | None) -> dict[str
     cmd = selfmoa_command(config, runs_dir, cache_dir, extra)
     first = measured_run(cmd, tmp / "first.log")
     steps = json.loads((runs_dir / RUN_ID / "pipeline.json").read_text())["steps"]
+    step_peaks = step_peaks_gib(runs_dir / RUN_ID, steps)
     summary_path = runs_dir / RUN_ID / "08_report" / "summary.json"
     fresh = headline(json.loads(summary_path.read_text())) if summary_path.is_file() else None
     rerun = measured_run(cmd, tmp / "rerun.log")
@@ -101,6 +125,7 @@ def run_profile(config: str, quick: bool, max_first_s: float | None) -> dict[str
         "rerun": rerun,
         "peak_rss_gib": peak / GIB,
         "first_run_steps": steps,
+        "first_run_step_peak_rss_gib": step_peaks,
         "fresh_run_headline": fresh,
     }
     return record(

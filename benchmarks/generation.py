@@ -12,7 +12,9 @@ Throughput counts only generated tokens up to and including the first end-of-seq
 after it is not work done), counted the same way for every path from the returned text (`tokens_from_text`).
 
 Also: one-stream tokens/s (project precision) of both decoders against the memory-bandwidth limit (measured read
-bandwidth / bytes of weights read per token), tokens/s of the fast decoder against the batch size, and
+bandwidth / bytes of weights read per token) and against the floor of its matrix-vector products alone
+(`one_row_linears`: every linear layer applied to one row, with all threads and with one), tokens/s of the fast
+decoder against the batch size, and
 whether the precision, batching or the decoder change outputs: the share of answers whose first 16 tokens equal
 the fp32 answer's, the share of identical answers between the two decoders, and the refusal rates
 (`selfmoa.judges.refusal.is_refusal`) with a 2-standard-error noise band. The CPU model and its bf16/AMX
@@ -33,6 +35,7 @@ from benchmarks.common import (
     matmul_peak,
     memory_bandwidth,
     mixed_prompts,
+    one_row_linears,
     record,
     speedup,
     timed,
@@ -211,6 +214,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     params = list(model16.parameters())
     weight_bytes = sum(p.numel() * p.element_size() for p in params)
     limit_tps = bandwidth["best_gbs"] * 1e9 / weight_bytes
+    linears = one_row_linears(model16)
+    floor_tps = linears["all_threads"]["tokens_per_s"]
     n_params = sum(p.numel() for p in params)
     prompt_tokens = sum(len(i) for i in _ids(tok16, chat_texts(tok16, prompts)))
     compute = compute_limit(n_params, matmul_peak(project_dtype, rows=256), prompt_tokens, tokens["fast"])
@@ -253,6 +258,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             "bandwidth_limit_tokens_per_s": limit_tps,
             "fraction_of_limit": stream_tps["fast"] / limit_tps,
             "reference_fraction_of_limit": stream_tps["reference"] / limit_tps,
+            "linear_layers_one_row": linears,
+            "linear_floor_tokens_per_s": floor_tps,
+            "fraction_of_linear_floor": stream_tps["fast"] / floor_tps,
         },
         "batch_size_sweep_fast": sweep,
         "compute": {**compute, "project_fraction_of_compute_limit": tps["fast"] / compute["tokens_per_s_limit"]},

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_PATH, check, record, run_meta, write_results
-from benchmarks.e2e import GIB, _model_cache, measured_run
-from selfmoa.artifacts import read_manifest
+from benchmarks.e2e import GIB, _model_cache, measured_run, recorded_peak_gib, step_manifest
 
 NAME = "e2e_study_cpu"
 MAX_MINUTES = 90.0
@@ -53,12 +52,6 @@ def stage_minutes(study: dict[str, Any]) -> dict[str, float]:
     for _, step in study_steps(study):
         out[step["step"].split("@")[0]] += step["seconds"] / 60
     return {k: round(v, 2) for k, v in sorted(out.items())}
-
-
-def step_manifest(run: Path, label: str) -> dict[str, Any]:
-    """The stage manifest of a step label such as `03_sample@1` in a run folder ({} when there is none)."""
-    stage, _, it = label.partition("@")
-    return read_manifest(run, stage, int(it) if it else None) or {}
 
 
 def with_recorded_seconds(study: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
@@ -90,11 +83,8 @@ def with_recorded_seconds(study: dict[str, Any], runs_dir: Path) -> dict[str, An
 def manifest_peak_rss(study: dict[str, Any], runs_dir: Path) -> tuple[float | None, int]:
     """The largest peak RSS (GiB) that the study's stage manifests recorded (a stage's kernel or a process it
     started), and how many stages recorded one (manifests written before `peak_rss_gib` existed have none)."""
-    peaks = []
-    for run_id, step in study_steps(study):
-        rss = step_manifest(runs_dir / run_id, step["step"]).get("peak_rss_gib") or {}
-        if rss.get("self") is not None:
-            peaks.append(max(rss["self"], rss.get("children") or 0.0))
+    peaks = [recorded_peak_gib(step_manifest(runs_dir / run_id, step["step"])) for run_id, step in study_steps(study)]
+    peaks = [p for p in peaks if p is not None]
     return (max(peaks) if peaks else None), len(peaks)
 
 

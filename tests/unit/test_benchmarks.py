@@ -16,6 +16,7 @@ from benchmarks.common import (
     cpu_info,
     interleave,
     merge_results,
+    one_row_linears,
     record,
     speedup,
     tree_rss,
@@ -299,3 +300,29 @@ def test_compute_limit_counts_two_flops_per_parameter_for_prompt_and_generated_t
     assert out["flops_per_token"] == 270_000_000 and out["tokens_per_s_limit"] == pytest.approx(600.0)
     # as many prompt tokens as generated ones: every generated token costs twice the work
     assert compute_limit(135_000_000, 162.0, 100, 100)["tokens_per_s_limit"] == pytest.approx(300.0)
+
+
+def test_one_row_linears_reads_every_linear_weight_and_restores_the_threads() -> None:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4, bias=False))
+    threads = torch.get_num_threads()
+    out = one_row_linears(model, repeats=2)
+    assert torch.get_num_threads() == threads
+    assert out["n_linears"] == 2
+    assert out["weight_bytes"] == (8 * 16 + 16 * 4) * 4
+    assert out["one_thread"]["threads"] == 1 and out["all_threads"]["threads"] == threads
+    for label in ("all_threads", "one_thread"):
+        run = out[label]
+        assert run["seconds"] > 0
+        assert run["tokens_per_s"] == pytest.approx(1 / run["seconds"])
+        assert run["gbs"] == pytest.approx(out["weight_bytes"] / run["seconds"] / 1e9)
+
+
+def test_recorded_peak_takes_the_larger_of_kernel_and_child() -> None:
+    from benchmarks.e2e import recorded_peak_gib
+
+    assert recorded_peak_gib({"peak_rss_gib": {"self": 1.5, "children": 2.25}}) == 2.25
+    assert recorded_peak_gib({"peak_rss_gib": {"self": 1.5, "children": None}}) == 1.5
+    assert recorded_peak_gib({"peak_rss_gib": {"self": None, "children": None}}) is None
+    assert recorded_peak_gib({}) is None
