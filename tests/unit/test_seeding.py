@@ -20,3 +20,21 @@ def test_seed_everything_repeats_streams() -> None:
     a = (random.random(), np.random.rand(), torch.rand(1).item())
     seed_everything(7)
     assert a == (random.random(), np.random.rand(), torch.rand(1).item())
+
+
+def test_torch_is_seeded_when_it_is_first_imported() -> None:
+    import subprocess
+    import sys
+
+    # a fresh interpreter: seeding before torch is imported must leave torch's stream where seeding after would
+    code = (
+        "import importlib.util, sys; from selfmoa.seeding import seed_everything; seed_everything(3); "
+        # a lookup that does not import (as transformers' availability check does) leaves the seeding pending
+        "assert importlib.util.find_spec('torch') is not None; seed_everything(11); "
+        "assert 'torch' not in sys.modules; import torch; a = torch.rand(3).tolist(); "
+        "torch.manual_seed(11); assert a == torch.rand(3).tolist(), a; "
+        "assert not any(type(f).__name__ == '_SeedTorchOnImport' for f in sys.meta_path); print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
