@@ -87,9 +87,15 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, object]:
     }
 
 
-def machine_info() -> dict[str, object]:
-    """Python, platform, CPU model and bf16 flags, CPU count and accelerator, for manifests and benchmarks."""
+def machine_info(import_torch: bool = True) -> dict[str, object]:
+    """Python, platform, CPU model and bf16 flags, CPU count and accelerator, for manifests and benchmarks.
+
+    Torch's threads and accelerator are read only where torch is imported already, unless `import_torch`: a
+    stage manifest of a process that never used torch (07b's kernel, the report) records None rather than load
+    0.3 GiB of torch to ask.
+    """
     import os
+    import sys
 
     info: dict[str, object] = {
         "python": platform.python_version(),
@@ -97,6 +103,9 @@ def machine_info() -> dict[str, object]:
         "cpus": os.cpu_count(),
         "cpu": cpu_info(),
     }
+    if not import_torch and "torch" not in sys.modules:
+        info["torch_threads"] = info["cuda"] = None
+        return info
     try:
         import torch
 
@@ -125,5 +134,5 @@ def peak_rss_gib() -> dict[str, float | None]:
 
 
 def environment() -> dict[str, object]:
-    """Everything a manifest records about where it was produced."""
-    return {"git_commit": git_commit(), "packages": package_versions(), "machine": machine_info()}
+    """Everything a manifest records about where it was produced (torch's settings only where torch is in use)."""
+    return {"git_commit": git_commit(), "packages": package_versions(), "machine": machine_info(import_torch=False)}

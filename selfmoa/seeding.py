@@ -23,10 +23,12 @@ def derive_seed(base: int, stage: str, iteration: int = 0) -> int:
 class _SeedTorchOnImport(importlib.abc.MetaPathFinder):
     """Seeds torch right after its first import in this process (then leaves `sys.meta_path`).
 
-    Importing torch costs about 0.3 GiB of resident memory; processes that seed but never use it (the 07b kernel,
-    a variant's process while its loop stages run in their own kernels, the report) are spared it. Torch's
+    Importing torch costs about 0.3 GiB of resident memory; processes that seed but never use it (07b's kernel,
+    a variant's process while its loop stages run in kernels of their own, the report) are spared it. Torch's
     random stream is the same either way: nothing can draw from it before it is imported.
     """
+
+    seeds_torch_on_import = True  # the marker every copy of this finder carries (a reloaded module makes a new class)
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -34,25 +36,29 @@ class _SeedTorchOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "torch":
             return None
-        # the other finders' spec (a lookup such as `importlib.util.find_spec("torch")` may not import it)
-        others = (f for f in sys.meta_path if f is not self and hasattr(f, "find_spec"))
+        # the spec the other finders give (a lookup such as `importlib.util.find_spec("torch")` does not import)
+        others = [
+            f for f in sys.meta_path if not getattr(f, "seeds_torch_on_import", False) and hasattr(f, "find_spec")
+        ]
         spec = next((s for f in others if (s := f.find_spec(fullname, path, target)) is not None), None)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
             return spec
-        exec_module = spec.loader.exec_module
+        exec_module = loader.exec_module
 
         def exec_and_seed(module: ModuleType) -> None:
             exec_module(module)
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
+            del loader.exec_module  # the loader's own method again
+            for finder in [f for f in sys.meta_path if getattr(f, "seeds_torch_on_import", False)]:
+                sys.meta_path.remove(finder)
             module.manual_seed(self.seed)
 
-        spec.loader.exec_module = exec_and_seed  # type: ignore[method-assign]
+        loader.exec_module = exec_and_seed
         return spec
 
 
-def _pending_torch_seed() -> _SeedTorchOnImport | None:
-    return next((f for f in sys.meta_path if isinstance(f, _SeedTorchOnImport)), None)
+def _pending_torch_seed() -> Any:
+    return next((f for f in sys.meta_path if getattr(f, "seeds_torch_on_import", False)), None)
 
 
 def seed_everything(seed: int) -> None:
@@ -60,8 +66,9 @@ def seed_everything(seed: int) -> None:
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch = sys.modules.get("torch")
-    if torch is not None:
+    if "torch" in sys.modules:
+        import torch  # waits for an import another thread may have under way
+
         torch.manual_seed(seed)
         return
     pending = _pending_torch_seed()

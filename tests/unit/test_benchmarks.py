@@ -302,13 +302,17 @@ def test_compute_limit_counts_two_flops_per_parameter_for_prompt_and_generated_t
     assert compute_limit(135_000_000, 162.0, 100, 100)["tokens_per_s_limit"] == pytest.approx(300.0)
 
 
-def test_one_row_linears_reads_every_linear_weight_and_restores_the_threads() -> None:
+def test_one_row_linears_reads_every_linear_weight_and_restores_the_threads(monkeypatch) -> None:
     import torch
 
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4, bias=False))
     threads = torch.get_num_threads()
+    calls: list[int] = []
+    set_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), set_threads(n))[1])
     out = one_row_linears(model, repeats=2)
     assert torch.get_num_threads() == threads
+    assert 1 in calls and calls[-1] == threads  # one pass on one thread, then the threads as they were
     assert out["n_linears"] == 2
     assert out["weight_bytes"] == (8 * 16 + 16 * 4) * 4
     assert out["one_thread"]["threads"] == 1 and out["all_threads"]["threads"] == threads

@@ -26,15 +26,24 @@ def test_torch_is_seeded_when_it_is_first_imported() -> None:
     import subprocess
     import sys
 
-    # a fresh interpreter: seeding before torch is imported must leave torch's stream where seeding after would
+    from selfmoa.paths import ROOT
+
+    # a fresh interpreter: seeding before torch is imported must leave torch's stream where seeding after would;
+    # a lookup that does not import (as transformers' availability check does) and a reloaded module (notebook
+    # autoreload) leave one pending seed, the latest
     code = (
-        "import importlib.util, sys; from selfmoa.seeding import seed_everything; seed_everything(3); "
-        # a lookup that does not import (as transformers' availability check does) leaves the seeding pending
-        "assert importlib.util.find_spec('torch') is not None; seed_everything(11); "
-        "assert 'torch' not in sys.modules; import torch; a = torch.rand(3).tolist(); "
-        "torch.manual_seed(11); assert a == torch.rand(3).tolist(), a; "
-        "assert not any(type(f).__name__ == '_SeedTorchOnImport' for f in sys.meta_path); print('ok')"
+        "import importlib, importlib.util, sys; import selfmoa.seeding as S; S.seed_everything(3); "
+        "assert importlib.util.find_spec('torch') is not None; importlib.reload(S); S.seed_everything(11); "
+        "assert 'torch' not in sys.modules; "
+        "assert sum(getattr(f, 'seeds_torch_on_import', False) for f in sys.meta_path) == 1; "
+        "import torch; a = torch.rand(3).tolist(); torch.manual_seed(11); assert a == torch.rand(3).tolist(), a; "
+        "assert not any(getattr(f, 'seeds_torch_on_import', False) for f in sys.meta_path); "
+        "assert 'exec_module' not in vars(torch.__spec__.loader); "
+        "S.seed_everything(5); b = torch.rand(3).tolist(); torch.manual_seed(5); assert b == torch.rand(3).tolist(); "
+        "print('ok')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
