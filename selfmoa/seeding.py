@@ -37,9 +37,7 @@ class _SeedTorchOnImport(importlib.abc.MetaPathFinder):
         if fullname != "torch":
             return None
         # the spec the other finders give (a lookup such as `importlib.util.find_spec("torch")` does not import)
-        others = [
-            f for f in sys.meta_path if not getattr(f, "seeds_torch_on_import", False) and hasattr(f, "find_spec")
-        ]
+        others = [f for f in sys.meta_path if not _seeds_torch(f) and hasattr(f, "find_spec")]
         spec = next((s for f in others if (s := f.find_spec(fullname, path, target)) is not None), None)
         loader = getattr(spec, "loader", None)
         if loader is None or not hasattr(loader, "exec_module"):
@@ -49,7 +47,7 @@ class _SeedTorchOnImport(importlib.abc.MetaPathFinder):
         def exec_and_seed(module: ModuleType) -> None:
             exec_module(module)
             del loader.exec_module  # the loader's own method again
-            for finder in [f for f in sys.meta_path if getattr(f, "seeds_torch_on_import", False)]:
+            for finder in [f for f in sys.meta_path if _seeds_torch(f)]:
                 sys.meta_path.remove(finder)
             module.manual_seed(self.seed)
 
@@ -57,8 +55,13 @@ class _SeedTorchOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _seeds_torch(finder: object) -> bool:
+    """Whether `finder` is a pending torch seed (of this module or of an earlier load of it)."""
+    return getattr(finder, "seeds_torch_on_import", False)
+
+
 def _pending_torch_seed() -> Any:
-    return next((f for f in sys.meta_path if getattr(f, "seeds_torch_on_import", False)), None)
+    return next((f for f in sys.meta_path if _seeds_torch(f)), None)
 
 
 def seed_everything(seed: int) -> None:
